@@ -1,0 +1,44 @@
+# ChargeFlow: `make run` (the shop, with every local component) and `make test` (the suite).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: install setup run test lint format bench clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+setup: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py createcachetable
+	$(PY) manage.py seed_catalog
+
+run: setup
+	$(BIN)/honcho start -f Procfile
+
+test: install
+	eval "$$($(PY) scripts/services_env.py)"; $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/djlint templates */templates --lint
+	$(BIN)/lint-imports
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+	$(BIN)/djlint templates */templates --reformat
+
+bench: install
+	eval "$$($(PY) scripts/services_env.py)"; $(PY) bench/pipeline.py $(BENCH_ARGS)
+
+clean:
+	rm -rf var staticfiles

@@ -1,0 +1,327 @@
+"""ChargeFlow settings: every value comes from the environment, with a safe local default.
+
+The embedded defaults (no variables set) run the whole shop on one machine: SQLite, Django's
+database cache, moto's SQS on 127.0.0.1:4566, localstripe on 127.0.0.1:8420, the partner
+simulator on 127.0.0.1:8430 and the SMTP sink on 127.0.0.1:1025. `.env.example` lists them all.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("CHARGEFLOW_VAR_DIR", BASE_DIR / "var"))
+
+
+def env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in env(name, default).split(",") if item.strip()]
+
+
+# --- Core -----------------------------------------------------------------------------------
+DEBUG = env_bool("DEBUG", True)
+_INSECURE_KEY = "django-insecure-local-only-never-use-in-production"
+SECRET_KEY = env("SECRET_KEY", _INSECURE_KEY if DEBUG else "")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver" if DEBUG else "")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+SITE_URL = env("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+if not DEBUG:
+    if not SECRET_KEY or SECRET_KEY == _INSECURE_KEY or len(SECRET_KEY) < 32:
+        raise ImproperlyConfigured("DEBUG is off: set SECRET_KEY to a random value (32+ chars).")
+    if not ALLOWED_HOSTS:
+        raise ImproperlyConfigured("DEBUG is off: set ALLOWED_HOSTS (comma-separated).")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "anymail",
+    "outbox",
+    "orders",
+    "invoicing",
+    "billing",
+    "shipping",
+    "notifications",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "chargeflow.urls"
+WSGI_APPLICATION = "chargeflow.wsgi.application"
+ASGI_APPLICATION = "chargeflow.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "chargeflow.context_processors.shop",
+            ],
+        },
+    },
+]
+
+# --- Database: PostgreSQL when DATABASE_URL is set, SQLite otherwise -------------------------
+DATABASE_URL = env("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+else:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "chargeflow.sqlite3",
+            # One writer at a time, waiting instead of failing: the web, worker and relay processes
+            # share this file. IMMEDIATE takes the write lock at BEGIN, so no upgrade deadlocks.
+            "OPTIONS": {
+                "timeout": 30,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+            "TEST": {"NAME": VAR_DIR / "test-chargeflow.sqlite3"},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache and sessions: Redis when REDIS_URL is set, the database cache otherwise ------------
+REDIS_URL = env("REDIS_URL")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env("CACHE_KEY_PREFIX", "chargeflow"),
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 2, "SOCKET_TIMEOUT": 2},
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "chargeflow_cache",
+        }
+    }
+SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+
+# --- Auth, i18n, static, media ----------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "orders:product-list"
+LOGOUT_REDIRECT_URL = "orders:product-list"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_ROOT = Path(env("MEDIA_ROOT", str(VAR_DIR / "media")))
+MEDIA_URL = "/media/"  # never served publicly: documents go through authorised views
+STORAGES = {
+    "default": {
+        "BACKEND": env("DEFAULT_FILE_STORAGE", "django.core.files.storage.FileSystemStorage")
+    },
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG
+
+# --- Security with DEBUG off -----------------------------------------------------------------
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
+    CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
+
+# --- REST API --------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.BasicAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 20,
+    "EXCEPTION_HANDLER": "chargeflow.api.exception_handler",
+    "COERCE_DECIMAL_TO_STRING": True,
+}
+
+# --- Shop ------------------------------------------------------------------------------------
+SHOP_NAME = env("SHOP_NAME", "ChargeFlow Demo Shop")
+SHOP_CURRENCY = env("SHOP_CURRENCY", "EUR")
+SHIPPING_FEE = Decimal(env("SHIPPING_FEE", "4.90"))
+FREE_SHIPPING_THRESHOLD = Decimal(env("FREE_SHIPPING_THRESHOLD", "100.00"))
+DEFAULT_TAX_RATE = Decimal(env("DEFAULT_TAX_RATE", "0.20"))
+SELLER = {
+    "name": env("SELLER_NAME", "ChargeFlow GmbH"),
+    "address": env("SELLER_ADDRESS", "Hauptstrasse 1, 10115 Berlin, Germany"),
+    "vat_id": env("SELLER_VAT_ID", "DE123456789"),
+    "email": env("SELLER_EMAIL", "billing@chargeflow.example"),
+}
+STUCK_ORDER_MINUTES = env_int("STUCK_ORDER_MINUTES", 15)
+
+# --- Stripe ----------------------------------------------------------------------------------
+STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", "sk_test_chargeflow_local")
+STRIPE_PUBLISHABLE_KEY = env("STRIPE_PUBLISHABLE_KEY", "pk_test_chargeflow_local")
+STRIPE_API_BASE = env("STRIPE_API_BASE", "http://127.0.0.1:8420")  # empty: the real Stripe
+STRIPE_JS_URL = env(
+    "STRIPE_JS_URL", f"{STRIPE_API_BASE or 'https://js.stripe.com'}/js.stripe.com/v3/"
+)
+STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", "whsec_chargeflow_local")
+STRIPE_TIMEOUT_SECONDS = env_int("STRIPE_TIMEOUT_SECONDS", 20)
+
+# --- Shipping partner ------------------------------------------------------------------------
+SHIPPING_PARTNER_URL = env("SHIPPING_PARTNER_URL", "http://127.0.0.1:8430").rstrip("/")
+SHIPPING_PARTNER_API_KEY = env("SHIPPING_PARTNER_API_KEY", "dev-partner-key")
+SHIPPING_PARTNER_CONNECT_TIMEOUT = float(env("SHIPPING_PARTNER_CONNECT_TIMEOUT", "3"))
+SHIPPING_PARTNER_READ_TIMEOUT = float(env("SHIPPING_PARTNER_READ_TIMEOUT", "10"))
+
+# --- Email -----------------------------------------------------------------------------------
+# Locally: SMTP to the sink on 127.0.0.1:1025. Production: an anymail backend, for example
+# EMAIL_BACKEND=anymail.backends.amazon_ses.EmailBackend with AWS credentials in the environment.
+EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env("EMAIL_HOST", "127.0.0.1")
+EMAIL_PORT = env_int("EMAIL_PORT", 1025)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "ChargeFlow Shop <shop@chargeflow.example>")
+MAILBOX_DIR = Path(env("MAILBOX_DIR", str(VAR_DIR / "mailbox")))
+ANYMAIL = {
+    "AMAZON_SES_CLIENT_PARAMS": {
+        **({"endpoint_url": env("AWS_SES_ENDPOINT_URL")} if env("AWS_SES_ENDPOINT_URL") else {}),
+        "region_name": env("AWS_REGION", "eu-west-1"),
+    },
+    "WEBHOOK_SECRET": env("ANYMAIL_WEBHOOK_SECRET", "local:webhook-secret"),
+}
+
+# --- Broker and Celery -----------------------------------------------------------------------
+AWS_REGION = env("AWS_REGION", "eu-west-1")
+AWS_ACCESS_KEY_ID = env("AWS_ACCESS_KEY_ID", "local")
+AWS_SECRET_ACCESS_KEY = env("AWS_SECRET_ACCESS_KEY", "local")
+# The SQS endpoint comes from the broker URL's host (moto locally); `sqs://` alone is real SQS
+# with credentials from the usual AWS chain (environment, instance role).
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", "sqs://local:local@127.0.0.1:4566")
+SQS_IS_SECURE = env_bool("SQS_IS_SECURE", CELERY_BROKER_URL == "sqs://")
+SQS_QUEUE_PREFIX = env("SQS_QUEUE_PREFIX", "chargeflow-")
+SQS_MAX_RECEIVE_COUNT = env_int("SQS_MAX_RECEIVE_COUNT", 5)
+# Set to e.g. https://sqs.eu-west-1.amazonaws.com/123456789012 to use predefined queues (no
+# ListQueues/CreateQueue permissions needed at run time; `manage.py sqs_create_queues` made them).
+SQS_QUEUE_URL_BASE = env("SQS_QUEUE_URL_BASE").rstrip("/")
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = False  # a poison message goes to the DLQ, not the bin
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 120)
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 10
+CELERY_TASK_MAX_RETRIES = env_int("CELERY_TASK_MAX_RETRIES", 8)
+CELERY_RETRY_BACKOFF_MAX = env_int("CELERY_RETRY_BACKOFF_MAX", 300)
+# Longer than the longest task plus the longest retry countdown: never redeliver a running task.
+SQS_VISIBILITY_TIMEOUT = env_int(
+    "SQS_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT + CELERY_RETRY_BACKOFF_MAX + 60
+)
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_WORKER_SEND_TASK_EVENTS = False
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# One queue per consuming app (DESIGN.md §3) plus one for housekeeping. Names are SQS names.
+CONSUMER_APPS = ("orders", "invoicing", "billing", "shipping", "notifications")
+QUEUE_NAMES = {app: f"{SQS_QUEUE_PREFIX}{app}" for app in (*CONSUMER_APPS, "default")}
+CELERY_TASK_DEFAULT_QUEUE = QUEUE_NAMES["default"]
+# A worker started without -Q consumes all of these; `-Q chargeflow-billing` scales one app.
+CELERY_TASK_QUEUES = tuple(Queue(name) for name in QUEUE_NAMES.values())
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "region": AWS_REGION,
+    "is_secure": SQS_IS_SECURE,
+    "visibility_timeout": SQS_VISIBILITY_TIMEOUT,
+    # Long polling: 10 s against real SQS (fewer paid requests), 1 s against the local emulator.
+    "wait_time_seconds": env_int("SQS_WAIT_TIME_SECONDS", 10 if SQS_IS_SECURE else 1),
+    "polling_interval": float(env("SQS_POLLING_INTERVAL", "0.3")),
+}
+if SQS_QUEUE_URL_BASE:
+    CELERY_BROKER_TRANSPORT_OPTIONS["predefined_queues"] = {
+        name: {"url": f"{SQS_QUEUE_URL_BASE}/{name}"} for name in QUEUE_NAMES.values()
+    }
+CELERY_BEAT_SCHEDULE = {
+    "outbox-cleanup": {"task": "outbox.cleanup", "schedule": 3600.0},
+    "orders-flag-stuck": {"task": "orders.flag_stuck_orders", "schedule": 60.0},
+    "shipping-poll-tracking": {"task": "shipping.poll_open_shipments", "schedule": 30.0},
+}
+
+# --- Outbox ----------------------------------------------------------------------------------
+OUTBOX_RELAY_BATCH_SIZE = env_int("OUTBOX_RELAY_BATCH_SIZE", 100)
+OUTBOX_RELAY_POLL_SECONDS = float(env("OUTBOX_RELAY_POLL_SECONDS", "1.0"))
+OUTBOX_RETENTION_DAYS = env_int("OUTBOX_RETENTION_DAYS", 7)
+
+# --- Logging ---------------------------------------------------------------------------------
+LOG_LEVEL = env("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "botocore": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+        "stripe": {"level": "WARNING"},
+    },
+}

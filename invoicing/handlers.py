@@ -1,0 +1,36 @@
+from decimal import Decimal
+
+from invoicing import services
+from outbox import Event, subscriber
+
+
+@subscriber("order.placed")
+def on_order_placed(event: Event) -> None:
+    data = event.data
+    services.invoice_issue(
+        order_id=event.aggregate_id,
+        order_number=data["number"],
+        email=data["email"],
+        currency=data["currency"],
+        shipping_address=data["shipping_address"],
+        items=data["items"],
+    )
+
+
+@subscriber("payment.failed")
+def on_payment_failed(event: Event) -> None:
+    services.credit_note_issue(
+        order_id=event.aggregate_id,
+        source="payment_failed",
+        reason=f"Payment failed: {event.data.get('message') or 'declined'}",
+    )
+
+
+@subscriber("refund.succeeded")
+def on_refund_succeeded(event: Event) -> None:
+    services.credit_note_issue(
+        order_id=event.aggregate_id,
+        source=f"refund:{event.data['refund_id']}",
+        reason=event.data.get("reason") or "Refund",
+        amount=Decimal(event.data["amount"]),
+    )

@@ -1,0 +1,102 @@
+"""The customer-facing REST API (DESIGN.md §6)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from django.core.files.storage import default_storage
+from django.http import FileResponse, Http404
+from rest_framework import generics, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from orders import selectors
+from orders.serializers import (
+    OrderCreateSerializer,
+    OrderSerializer,
+    ProductSerializer,
+    order_with_token,
+)
+from orders.services import CartItem, order_checkout
+
+TOKEN_HEADER = "HTTP_X_ORDER_TOKEN"
+
+
+def request_token(request) -> str | None:
+    return request.META.get(TOKEN_HEADER) or request.GET.get("token")
+
+
+def fingerprint(data) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class ProductListView(generics.ListAPIView):
+    serializer_class = ProductSerializer
+
+    def get_queryset(self):
+        return selectors.product_list(search=self.request.query_params.get("search", ""))
+
+
+class OrderCreateView(APIView):
+    def post(self, request):
+        serializer = OrderCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        key = request.headers.get("Idempotency-Key", "").strip() or None
+        if key and len(key) > 255:
+            return Response(
+                {"Idempotency-Key": ["At most 255 characters."]}, status=status.HTTP_400_BAD_REQUEST
+            )
+        order, created = order_checkout(
+            email=data["email"],
+            shipping_address=dict(data["shipping_address"]),
+            items=[CartItem(sku=i["sku"], quantity=i["quantity"]) for i in data["items"]],
+            payment_method=data["payment_method"],
+            customer=request.user if request.user.is_authenticated else None,
+            idempotency_key=key,
+            fingerprint=fingerprint(request.data),
+        )
+        order = selectors.order_detail_queryset().get(pk=order.pk)
+        response = Response(order_with_token(order, {"request": request}), status=201)
+        if not created:
+            response["Idempotent-Replayed"] = "true"
+        return response
+
+
+class OrderDetailView(APIView):
+    def get(self, request, order_id):
+        order = selectors.order_for_viewer(
+            order_id=order_id, user=request.user, token=request_token(request)
+        )
+        if order is None:
+            raise Http404
+        return Response(OrderSerializer(order, context={"request": request}).data)
+
+
+def _document_response(path: str, filename: str) -> FileResponse:
+    if not path or not default_storage.exists(path):
+        raise Http404
+    return FileResponse(
+        default_storage.open(path, "rb"), content_type="application/pdf", filename=filename
+    )
+
+
+# Documents are plain Django views (no API content negotiation): browsers and clients alike.
+def invoice_pdf(request, order_id):
+    order = selectors.order_for_viewer(
+        order_id=order_id, user=request.user, token=request_token(request)
+    )
+    if order is None or not order.invoice_number:
+        raise Http404
+    return _document_response(order.invoice_pdf_path, f"invoice-{order.invoice_number}.pdf")
+
+
+def credit_note_pdf(request, order_id, number):
+    order = selectors.order_for_viewer(
+        order_id=order_id, user=request.user, token=request_token(request)
+    )
+    note = order.credit_notes.filter(number=number).first() if order else None
+    if note is None:
+        raise Http404
+    return _document_response(note.pdf_path, f"credit-note-{note.number}.pdf")

@@ -1,0 +1,103 @@
+"""Orders turns the facts other apps report into status changes and its own copies of them."""
+
+from decimal import Decimal
+
+from orders import services
+from orders.models import Order
+from outbox import Event, subscriber
+
+S = Order.Status
+
+
+@subscriber("invoice.issued")
+def on_invoice_issued(event: Event) -> None:
+    data = event.data
+    services.order_record_invoice(
+        order_id=event.aggregate_id,
+        number=data["number"],
+        pdf_path=data["pdf_path"],
+        totals=data["totals"],
+    )
+    services.order_transition(order_id=event.aggregate_id, to=S.INVOICED)
+
+
+@subscriber("payment.action_required")
+def on_payment_action_required(event: Event) -> None:
+    services.order_record_payment(
+        order_id=event.aggregate_id,
+        status="action_required",
+        client_secret=event.data.get("client_secret", ""),
+    )
+    services.order_transition(order_id=event.aggregate_id, to=S.ACTION_REQUIRED)
+
+
+@subscriber("payment.succeeded")
+def on_payment_succeeded(event: Event) -> None:
+    services.order_record_payment(order_id=event.aggregate_id, status="succeeded")
+    services.order_transition(order_id=event.aggregate_id, to=S.PAID)
+
+
+@subscriber("payment.failed")
+def on_payment_failed(event: Event) -> None:
+    message = event.data.get("message", "")
+    services.order_record_payment(order_id=event.aggregate_id, status="failed", message=message)
+    services.order_transition(
+        order_id=event.aggregate_id, to=S.CANCELLED, reason=f"payment failed: {message}"
+    )
+
+
+@subscriber("shipment.created")
+def on_shipment_created(event: Event) -> None:
+    services.order_record_shipment(
+        order_id=event.aggregate_id,
+        status="created",
+        carrier=event.data["carrier"],
+        tracking_number=event.data["tracking_number"],
+    )
+    services.order_transition(order_id=event.aggregate_id, to=S.SHIPPED)
+
+
+@subscriber("shipment.failed")
+def on_shipment_failed(event: Event) -> None:
+    # The refund (billing) and its credit note (invoicing) follow; refund.succeeded ends the order.
+    services.order_record_shipment(
+        order_id=event.aggregate_id, status="failed", reason=event.data.get("reason", "")
+    )
+
+
+@subscriber("shipment.delivered")
+def on_shipment_delivered(event: Event) -> None:
+    services.order_record_shipment(order_id=event.aggregate_id, status="delivered")
+    services.order_transition(order_id=event.aggregate_id, to=S.DELIVERED)
+
+
+@subscriber("refund.succeeded")
+def on_refund_succeeded(event: Event) -> None:
+    data = event.data
+    full = bool(data.get("full"))
+    services.order_record_refund(
+        order_id=event.aggregate_id,
+        amount=Decimal(data["amount"]),
+        full=full,
+        reason=data.get("reason", ""),
+    )
+    if full:
+        services.order_transition(
+            order_id=event.aggregate_id, to=S.REFUNDED, reason=data.get("reason", "")
+        )
+
+
+@subscriber("credit_note.issued")
+def on_credit_note_issued(event: Event) -> None:
+    data = event.data
+    services.order_record_credit_note(
+        order_id=event.aggregate_id,
+        number=data["number"],
+        amount=Decimal(data["amount"]),
+        pdf_path=data.get("pdf_path", ""),
+    )
+
+
+@subscriber("email.sent")
+def on_email_sent(event: Event) -> None:
+    services.order_record_email(order_id=event.aggregate_id, kind=event.data["kind"])

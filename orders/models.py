@@ -1,0 +1,183 @@
+import secrets
+import uuid
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+from django.utils import timezone
+
+NUMBER_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_order_number() -> str:
+    return "CF-" + "".join(secrets.choice(NUMBER_ALPHABET) for _ in range(8))
+
+
+class Product(models.Model):
+    sku = models.CharField(max_length=32, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    price = models.DecimalField(max_digits=10, decimal_places=2)
+    currency = models.CharField(max_length=3, default=settings.SHOP_CURRENCY)
+    stock = models.PositiveIntegerField(default=0, help_text="Units available to sell.")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("name",)
+        constraints = [
+            models.CheckConstraint(condition=models.Q(price__gte=0), name="product_price_gte_0"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.sku})"
+
+
+class Order(models.Model):
+    class Status(models.TextChoices):
+        PLACED = "placed", "Placed"
+        INVOICED = "invoiced", "Invoiced"
+        ACTION_REQUIRED = "action_required", "Payment action required"
+        PAID = "paid", "Paid"
+        SHIPPED = "shipped", "Shipped"
+        DELIVERED = "delivered", "Delivered"
+        CANCELLED = "cancelled", "Cancelled"
+        REFUNDED = "refunded", "Refunded"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    number = models.CharField(max_length=16, unique=True, default=new_order_number)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PLACED)
+    email = models.EmailField()
+    customer = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="orders",
+    )
+    ship_name = models.CharField("name", max_length=200)
+    ship_line1 = models.CharField("address line 1", max_length=200)
+    ship_line2 = models.CharField("address line 2", max_length=200, blank=True)
+    ship_city = models.CharField("city", max_length=100)
+    ship_postal_code = models.CharField("postal code", max_length=20)
+    ship_country = models.CharField("country", max_length=2)
+    payment_method = models.CharField(max_length=255)
+    currency = models.CharField(max_length=3)
+    idempotency_key = models.CharField(max_length=255, unique=True, null=True, blank=True)
+    request_fingerprint = models.CharField(max_length=64, blank=True)
+
+    # Copies of facts reported by the other apps' events (event-carried state).
+    subtotal = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    shipping_fee = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    tax = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    total = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    invoice_number = models.CharField(max_length=32, blank=True)
+    invoice_pdf_path = models.CharField(max_length=255, blank=True)
+    payment_status = models.CharField(max_length=32, blank=True)
+    payment_message = models.CharField(max_length=500, blank=True)
+    payment_client_secret = models.CharField(max_length=255, blank=True)
+    refunded_amount = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    carrier = models.CharField(max_length=64, blank=True)
+    tracking_number = models.CharField(max_length=64, blank=True)
+    shipment_status = models.CharField(max_length=32, blank=True)
+
+    stock_released_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    last_progress_at = models.DateTimeField(default=timezone.now)
+    stuck_since = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+        indexes = [
+            models.Index(fields=["status", "last_progress_at"], name="order_status_progress")
+        ]
+
+    def __str__(self) -> str:
+        return self.number
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    @property
+    def shipping_address(self) -> dict[str, str]:
+        return {
+            "name": self.ship_name,
+            "line1": self.ship_line1,
+            "line2": self.ship_line2,
+            "city": self.ship_city,
+            "postal_code": self.ship_postal_code,
+            "country": self.ship_country,
+        }
+
+
+S = Order.Status
+FINAL_STATUSES = frozenset({S.DELIVERED, S.CANCELLED, S.REFUNDED})
+
+# The order state machine (DESIGN.md §4): every allowed move, and nothing else. Forward skips are
+# allowed because events of different apps may arrive out of order (a payment.succeeded handled
+# before the invoice.issued that caused it); nothing ever moves back.
+ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
+    S.PLACED: frozenset(
+        {S.INVOICED, S.ACTION_REQUIRED, S.PAID, S.SHIPPED, S.DELIVERED, S.CANCELLED, S.REFUNDED}
+    ),
+    S.INVOICED: frozenset(
+        {S.ACTION_REQUIRED, S.PAID, S.SHIPPED, S.DELIVERED, S.CANCELLED, S.REFUNDED}
+    ),
+    S.ACTION_REQUIRED: frozenset({S.PAID, S.SHIPPED, S.DELIVERED, S.CANCELLED, S.REFUNDED}),
+    S.PAID: frozenset({S.SHIPPED, S.DELIVERED, S.REFUNDED}),
+    S.SHIPPED: frozenset({S.DELIVERED, S.REFUNDED}),
+    S.DELIVERED: frozenset({S.REFUNDED}),
+    S.CANCELLED: frozenset(),
+    S.REFUNDED: frozenset(),
+}
+
+
+class OrderLine(models.Model):
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
+    sku = models.CharField(max_length=32)
+    name = models.CharField(max_length=200)
+    unit_price = models.DecimalField(max_digits=10, decimal_places=2)
+    quantity = models.PositiveIntegerField()
+    line_total = models.DecimalField(max_digits=12, decimal_places=2)
+
+    class Meta:
+        ordering = ("id",)
+
+    def __str__(self) -> str:
+        return f"{self.quantity} × {self.sku}"
+
+
+class OrderCreditNote(models.Model):
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="credit_notes")
+    number = models.CharField(max_length=32, unique=True)
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    pdf_path = models.CharField(max_length=255, blank=True)
+    issued_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("issued_at", "id")
+
+    def __str__(self) -> str:
+        return self.number
+
+
+class TimelineEntry(models.Model):
+    class Type(models.TextChoices):
+        STATUS_CHANGED = "status_changed"
+        EMAIL_SENT = "email_sent"
+        NOTE = "note"
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="timeline")
+    type = models.CharField(max_length=32)
+    at = models.DateTimeField(default=timezone.now)
+    detail = models.JSONField(encoder=DjangoJSONEncoder, default=dict)
+
+    class Meta:
+        ordering = ("at", "id")
+        verbose_name_plural = "timeline"
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.detail}"

@@ -1,0 +1,126 @@
+"""API representations (DESIGN.md §6). Amounts are decimal strings."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from orders.countries import COUNTRY_CODES
+from orders.models import Order, Product
+from orders.tokens import order_access_token
+
+
+class ProductSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Product
+        fields = ("id", "sku", "name", "description", "price", "currency", "stock")
+
+
+class ShippingAddressSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    line1 = serializers.CharField(max_length=200)
+    line2 = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    city = serializers.CharField(max_length=100)
+    postal_code = serializers.CharField(max_length=20)
+    country = serializers.CharField(max_length=2, min_length=2)
+
+    def validate_country(self, value: str) -> str:
+        code = value.upper()
+        if code not in COUNTRY_CODES:
+            raise serializers.ValidationError(
+                f"Unknown country code {value!r} (ISO 3166-1 alpha-2)."
+            )
+        return code
+
+
+class OrderItemInputSerializer(serializers.Serializer):
+    sku = serializers.CharField(max_length=32)
+    quantity = serializers.IntegerField(min_value=1, max_value=1000)
+
+    def validate_sku(self, value: str) -> str:
+        if not Product.objects.filter(sku=value, is_active=True).exists():
+            raise serializers.ValidationError(f"Unknown SKU {value!r}.")
+        return value
+
+
+class OrderCreateSerializer(serializers.Serializer):
+    email = serializers.EmailField()
+    shipping_address = ShippingAddressSerializer()
+    items = OrderItemInputSerializer(many=True, allow_empty=False, max_length=100)
+    payment_method = serializers.RegexField(
+        r"^pm_[A-Za-z0-9_]+$",
+        max_length=255,
+        error_messages={"invalid": "Expected a Stripe PaymentMethod id such as pm_card_visa."},
+    )
+
+
+def _document_url(request, name: str, order: Order, **kwargs) -> str:
+    return reverse(name, kwargs={"order_id": order.id, **kwargs})
+
+
+class OrderSerializer(serializers.Serializer):
+    """The order as clients see it. `access_token` is added by the create view only."""
+
+    def to_representation(self, order: Order) -> dict:
+        request = self.context.get("request")
+        totals = None
+        if order.total is not None:
+            totals = {
+                "subtotal": str(order.subtotal),
+                "shipping": str(order.shipping_fee),
+                "tax": str(order.tax),
+                "total": str(order.total),
+                "currency": order.currency,
+            }
+        invoice = None
+        if order.invoice_number:
+            invoice = {
+                "number": order.invoice_number,
+                "pdf_url": _document_url(request, "api:order-invoice-pdf", order),
+            }
+        shipment = None
+        if order.shipment_status:
+            shipment = {
+                "carrier": order.carrier or None,
+                "tracking_number": order.tracking_number or None,
+                "status": order.shipment_status,
+            }
+        return {
+            "id": str(order.id),
+            "number": order.number,
+            "status": order.status,
+            "email": order.email,
+            "items": [
+                {
+                    "sku": line.sku,
+                    "name": line.name,
+                    "quantity": line.quantity,
+                    "unit_price": str(line.unit_price),
+                    "line_total": str(line.line_total),
+                }
+                for line in order.lines.all()
+            ],
+            "totals": totals,
+            "invoice": invoice,
+            "credit_notes": [
+                {
+                    "number": note.number,
+                    "amount": str(note.amount),
+                    "pdf_url": _document_url(
+                        request, "api:order-credit-note-pdf", order, number=note.number
+                    ),
+                }
+                for note in order.credit_notes.all()
+            ],
+            "payment": {"status": order.payment_status} if order.payment_status else None,
+            "shipment": shipment,
+            "timeline": [
+                {"type": entry.type, "at": entry.at.isoformat(), "detail": entry.detail}
+                for entry in order.timeline.all()
+            ],
+        }
+
+
+def order_with_token(order: Order, context: dict) -> dict:
+    data = OrderSerializer(order, context=context).data
+    return {**data, "access_token": order_access_token(order.id)}

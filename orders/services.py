@@ -1,0 +1,353 @@
+"""Writes of the orders app: checkout, the one transition function, the facts others report."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from chargeflow.errors import ApplicationError, ConflictError
+from chargeflow.money import quantize
+from orders.models import (
+    ALLOWED_TRANSITIONS,
+    FINAL_STATUSES,
+    Order,
+    OrderCreditNote,
+    OrderLine,
+    Product,
+    TimelineEntry,
+)
+from orders.tokens import order_link
+from outbox import publish
+
+logger = logging.getLogger(__name__)
+
+
+class OutOfStockError(ConflictError):
+    code = "out_of_stock"
+
+
+@dataclass(frozen=True)
+class CartItem:
+    sku: str
+    quantity: int
+
+
+def _merge_items(items: list[CartItem]) -> dict[str, int]:
+    merged: dict[str, int] = {}
+    for item in items:
+        if item.quantity < 1:
+            raise ApplicationError("Quantity must be at least 1.", code="invalid_quantity")
+        merged[item.sku] = merged.get(item.sku, 0) + item.quantity
+    if not merged:
+        raise ApplicationError("The order has no items.", code="empty_order")
+    return merged
+
+
+def order_checkout(
+    *,
+    email: str,
+    shipping_address: dict[str, str],
+    items: list[CartItem],
+    payment_method: str,
+    customer=None,
+    idempotency_key: str | None = None,
+    fingerprint: str = "",
+) -> tuple[Order, bool]:
+    """Place an order: reserve stock, snapshot prices, write the order and `order.placed` in one
+    transaction. With an idempotency key, the same key returns the same order (and a different
+    request under the same key is a conflict). Returns (order, created)."""
+    if idempotency_key:
+        existing = _order_for_key(idempotency_key, fingerprint)
+        if existing:
+            return existing, False
+    try:
+        return _order_create(
+            email=email,
+            shipping_address=shipping_address,
+            items=items,
+            payment_method=payment_method,
+            customer=customer,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+        ), True
+    except IntegrityError:
+        # A concurrent request with the same key committed first.
+        existing = _order_for_key(idempotency_key, fingerprint) if idempotency_key else None
+        if existing is None:
+            raise
+        return existing, False
+
+
+def _order_for_key(key: str, fingerprint: str) -> Order | None:
+    order = Order.objects.filter(idempotency_key=key).first()
+    if order and order.request_fingerprint != fingerprint:
+        raise ConflictError(
+            "This Idempotency-Key was already used with a different request.",
+            code="idempotency_key_reused",
+        )
+    return order
+
+
+@transaction.atomic
+def _order_create(
+    *,
+    email: str,
+    shipping_address: dict[str, str],
+    items: list[CartItem],
+    payment_method: str,
+    customer,
+    idempotency_key: str | None,
+    fingerprint: str,
+) -> Order:
+    wanted = _merge_items(items)
+    # Lock the product rows in primary-key order: concurrent checkouts never deadlock.
+    products = list(
+        Product.objects.select_for_update(of=("self",))
+        .filter(sku__in=wanted, is_active=True)
+        .order_by("pk")
+    )
+    by_sku = {p.sku: p for p in products}
+    unknown = sorted(set(wanted) - set(by_sku))
+    if unknown:
+        raise ApplicationError(
+            f"Unknown product: {', '.join(unknown)}.", code="unknown_sku", extra={"skus": unknown}
+        )
+    short = []
+    for product in products:
+        # A conditional update is the reservation: it cannot take stock below zero.
+        reserved = Product.objects.filter(pk=product.pk, stock__gte=wanted[product.sku]).update(
+            stock=F("stock") - wanted[product.sku]
+        )
+        if not reserved:
+            short.append(
+                {"sku": product.sku, "requested": wanted[product.sku], "available": product.stock}
+            )
+    if short:
+        names = ", ".join(by_sku[s["sku"]].name for s in short)
+        raise OutOfStockError(f"Not enough stock for: {names}.", extra={"items": short})
+
+    currencies = {p.currency for p in products}
+    if len(currencies) != 1:
+        raise ApplicationError("All items must be in one currency.", code="mixed_currency")
+    order = Order.objects.create(
+        email=email,
+        customer=customer,
+        ship_name=shipping_address["name"],
+        ship_line1=shipping_address["line1"],
+        ship_line2=shipping_address.get("line2", ""),
+        ship_city=shipping_address["city"],
+        ship_postal_code=shipping_address["postal_code"],
+        ship_country=shipping_address["country"],
+        payment_method=payment_method,
+        currency=currencies.pop(),
+        payment_status="pending",
+        idempotency_key=idempotency_key,
+        request_fingerprint=fingerprint,
+    )
+    lines = OrderLine.objects.bulk_create(
+        OrderLine(
+            order=order,
+            product=product,
+            sku=product.sku,
+            name=product.name,
+            unit_price=product.price,
+            quantity=wanted[product.sku],
+            line_total=quantize(product.price * wanted[product.sku]),
+        )
+        for product in sorted(products, key=lambda p: list(wanted).index(p.sku))
+    )
+    _timeline(order, TimelineEntry.Type.STATUS_CHANGED, {"from": None, "to": order.status})
+    publish(
+        "order.placed",
+        order.id,
+        {
+            "order_id": str(order.id),
+            "number": order.number,
+            "email": order.email,
+            "currency": order.currency,
+            "payment_method": order.payment_method,
+            "shipping_address": order.shipping_address,
+            "items": [
+                {
+                    "sku": line.sku,
+                    "name": line.name,
+                    "quantity": line.quantity,
+                    "unit_price": line.unit_price,
+                    "line_total": line.line_total,
+                }
+                for line in lines
+            ],
+            "order_url": order_link(order),
+        },
+    )
+    logger.info("order %s (%s) placed by %s", order.number, order.id, order.email)
+    return order
+
+
+def _timeline(order: Order, type_: str, detail: dict[str, Any]) -> TimelineEntry:
+    return TimelineEntry.objects.create(order=order, type=type_, detail=detail)
+
+
+def _lock(order_id) -> Order:
+    return Order.objects.select_for_update(of=("self",)).get(pk=order_id)
+
+
+@transaction.atomic
+def order_transition(*, order_id, to: str, reason: str = "") -> bool:
+    """The one way an order changes status: lock, check the move against ALLOWED_TRANSITIONS,
+    write the timeline row, run the effects of entering the new status. Returns False (and
+    changes nothing) for a move that is not allowed, e.g. a late event after a later status."""
+    order = _lock(order_id)
+    if to == order.status or to not in ALLOWED_TRANSITIONS[order.status]:
+        if to != order.status:
+            logger.info(
+                "order %s: ignored move %s -> %s (%s)", order.id, order.status, to, reason or "-"
+            )
+        return False
+    previous = order.status
+    order.status = to
+    order.last_progress_at = timezone.now()
+    order.stuck_since = None
+    order.save(update_fields=["status", "last_progress_at", "stuck_since", "updated_at"])
+    detail = {"from": previous, "to": to}
+    if reason:
+        detail["reason"] = reason
+    _timeline(order, TimelineEntry.Type.STATUS_CHANGED, detail)
+    logger.info("order %s: %s -> %s", order.id, previous, to)
+
+    if to in (Order.Status.CANCELLED, Order.Status.REFUNDED):
+        _stock_release(order)
+    if to == Order.Status.CANCELLED:
+        publish("order.cancelled", order.id, _order_summary(order, reason=reason))
+    elif to == Order.Status.DELIVERED:
+        publish("order.completed", order.id, _order_summary(order))
+    return True
+
+
+def _order_summary(order: Order, **extra) -> dict[str, Any]:
+    return {
+        "order_id": str(order.id),
+        "number": order.number,
+        "email": order.email,
+        "status": order.status,
+        **extra,
+    }
+
+
+def _stock_release(order: Order) -> None:
+    """Give the order's reserved units back, once (stock_released_at guards it)."""
+    if order.stock_released_at:
+        return
+    for line in order.lines.order_by("product_id"):
+        Product.objects.filter(pk=line.product_id).update(stock=F("stock") + line.quantity)
+    order.stock_released_at = timezone.now()
+    order.save(update_fields=["stock_released_at", "updated_at"])
+    _timeline(order, TimelineEntry.Type.NOTE, {"message": "Reserved stock released."})
+
+
+@transaction.atomic
+def order_record_invoice(
+    *, order_id, number: str, pdf_path: str, totals: dict[str, Decimal | str]
+) -> None:
+    order = _lock(order_id)
+    order.invoice_number = number
+    order.invoice_pdf_path = pdf_path
+    order.subtotal = Decimal(totals["subtotal"])
+    order.shipping_fee = Decimal(totals["shipping"])
+    order.tax = Decimal(totals["tax"])
+    order.total = Decimal(totals["total"])
+    order.save(
+        update_fields=[
+            "invoice_number",
+            "invoice_pdf_path",
+            "subtotal",
+            "shipping_fee",
+            "tax",
+            "total",
+            "updated_at",
+        ]
+    )
+    _timeline(order, "invoice_issued", {"number": number, "total": str(order.total)})
+
+
+@transaction.atomic
+def order_record_payment(
+    *, order_id, status: str, message: str = "", client_secret: str = ""
+) -> None:
+    order = _lock(order_id)
+    order.payment_status = status
+    order.payment_message = message[:500]
+    update = ["payment_status", "payment_message", "updated_at"]
+    if client_secret:
+        order.payment_client_secret = client_secret
+        update.append("payment_client_secret")
+    order.save(update_fields=update)
+    detail = {"status": status}
+    if message:
+        detail["message"] = message
+    _timeline(order, "payment", detail)
+
+
+@transaction.atomic
+def order_record_refund(*, order_id, amount: Decimal, full: bool, reason: str = "") -> None:
+    order = _lock(order_id)
+    order.refunded_amount = quantize(order.refunded_amount + Decimal(amount))
+    order.payment_status = "refunded" if full else "partially_refunded"
+    order.save(update_fields=["refunded_amount", "payment_status", "updated_at"])
+    _timeline(order, "refund", {"amount": str(quantize(amount)), "reason": reason})
+
+
+@transaction.atomic
+def order_record_shipment(
+    *, order_id, status: str, carrier: str = "", tracking_number: str = "", reason: str = ""
+) -> None:
+    order = _lock(order_id)
+    order.shipment_status = status
+    update = ["shipment_status", "updated_at"]
+    if carrier:
+        order.carrier = carrier
+        order.tracking_number = tracking_number
+        update += ["carrier", "tracking_number"]
+    order.save(update_fields=update)
+    detail = {"status": status}
+    if tracking_number:
+        detail["tracking_number"] = tracking_number
+    if reason:
+        detail["reason"] = reason
+    _timeline(order, "shipment", detail)
+
+
+@transaction.atomic
+def order_record_credit_note(*, order_id, number: str, amount: Decimal, pdf_path: str) -> None:
+    order = _lock(order_id)
+    OrderCreditNote.objects.get_or_create(
+        number=number, defaults={"order": order, "amount": Decimal(amount), "pdf_path": pdf_path}
+    )
+    _timeline(order, "credit_note_issued", {"number": number, "amount": str(amount)})
+
+
+@transaction.atomic
+def order_record_email(*, order_id, kind: str) -> None:
+    order = _lock(order_id)
+    _timeline(order, TimelineEntry.Type.EMAIL_SENT, {"kind": kind})
+
+
+def stuck_cutoff():
+    return timezone.now() - timezone.timedelta(minutes=settings.STUCK_ORDER_MINUTES)
+
+
+@transaction.atomic
+def orders_flag_stuck() -> int:
+    """Flag orders that made no progress for STUCK_ORDER_MINUTES (shown in the admin)."""
+    return (
+        Order.objects.exclude(status__in=FINAL_STATUSES)
+        .filter(last_progress_at__lt=stuck_cutoff(), stuck_since__isnull=True)
+        .update(stuck_since=timezone.now())
+    )

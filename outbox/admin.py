@@ -1,0 +1,78 @@
+from django.contrib import admin, messages
+from django.db import transaction
+from django.utils import timezone
+
+from outbox.models import FailedDelivery, InboxMessage, OutboxEvent
+
+
+@admin.register(OutboxEvent)
+class OutboxEventAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "type",
+        "aggregate_id",
+        "status",
+        "attempts",
+        "occurred_at",
+        "published_at",
+    )
+    list_filter = ("status", "type")
+    search_fields = ("aggregate_id", "event_id", "correlation_id", "last_error")
+    readonly_fields = [f.name for f in OutboxEvent._meta.fields]
+    actions = ("retry_now",)
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Retry publishing now")
+    def retry_now(self, request, queryset):
+        count = queryset.exclude(status=OutboxEvent.Status.PUBLISHED).update(
+            next_attempt_at=timezone.now()
+        )
+        self.message_user(request, f"{count} event(s) will be published on the relay's next pass.")
+
+
+@admin.register(InboxMessage)
+class InboxMessageAdmin(admin.ModelAdmin):
+    list_display = ("event_type", "subscriber", "aggregate_id", "event_id", "handled_at")
+    list_filter = ("subscriber", "event_type")
+    search_fields = ("aggregate_id", "event_id")
+    readonly_fields = [f.name for f in InboxMessage._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(FailedDelivery)
+class FailedDeliveryAdmin(admin.ModelAdmin):
+    list_display = (
+        "subscriber",
+        "event_type",
+        "aggregate_id",
+        "attempts",
+        "last_failed_at",
+        "resolved_at",
+    )
+    list_filter = (("resolved_at", admin.EmptyFieldListFilter), "subscriber")
+    search_fields = ("aggregate_id", "event_id", "last_error")
+    readonly_fields = [f.name for f in FailedDelivery._meta.fields]
+    actions = ("redeliver",)
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Redeliver to the subscriber now")
+    def redeliver(self, request, queryset):
+        from outbox.registry import get_subscriber
+        from outbox.tasks import deliver
+
+        sent = 0
+        for failure in queryset.filter(resolved_at__isnull=True):
+            sub = get_subscriber(failure.subscriber)
+            transaction.on_commit(
+                lambda f=failure, q=sub.queue: deliver.apply_async(
+                    kwargs={"subscriber": f.subscriber, "event": f.envelope}, queue=q
+                )
+            )
+            sent += 1
+        self.message_user(request, f"{sent} delivery(ies) sent again.", messages.SUCCESS)

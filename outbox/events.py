@@ -1,0 +1,58 @@
+"""The event envelope every message carries (DESIGN.md §2)."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Event:
+    id: uuid.UUID
+    type: str
+    version: int
+    occurred_at: datetime
+    aggregate_id: str
+    correlation_id: uuid.UUID
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_envelope(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "type": self.type,
+            "version": self.version,
+            "occurred_at": self.occurred_at.isoformat(),
+            "aggregate_id": self.aggregate_id,
+            "correlation_id": str(self.correlation_id),
+            "data": self.data,
+        }
+
+    @classmethod
+    def from_envelope(cls, envelope: dict[str, Any]) -> Event:
+        return cls(
+            id=uuid.UUID(str(envelope["id"])),
+            type=envelope["type"],
+            version=int(envelope["version"]),
+            occurred_at=datetime.fromisoformat(envelope["occurred_at"]),
+            aggregate_id=str(envelope["aggregate_id"]),
+            correlation_id=uuid.UUID(str(envelope["correlation_id"])),
+            data=envelope.get("data") or {},
+        )
+
+
+# The event being handled right now, so that events published by a handler carry its
+# correlation id (one id follows an order through the whole pipeline).
+current_event: ContextVar[Event | None] = ContextVar("current_event", default=None)
+
+
+@contextlib.contextmanager
+def handling(event: Event):
+    token = current_event.set(event)
+    try:
+        yield event
+    finally:
+        current_event.reset(token)

@@ -1,0 +1,67 @@
+"""The subscriber registry: which handler consumes which event type, on which app's queue.
+
+Handlers register with the `@subscriber` decorator in their app's `handlers.py`, imported from the
+app's `AppConfig.ready()`. The relay asks the registry where to send each event; the worker asks it
+which function to call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from outbox.events import Event
+
+Handler = Callable[[Event], None]
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    name: str  # "<app>.<function>", stable: it is half of the inbox deduplication key
+    event_type: str
+    app: str
+    handler: Handler
+
+    @property
+    def queue(self) -> str:
+        return settings.QUEUE_NAMES[self.app]
+
+
+_subscribers: dict[str, Subscriber] = {}
+
+
+def subscriber(event_type: str, *, name: str | None = None) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        app = handler.__module__.split(".")[0]
+        sub = Subscriber(
+            name=name or f"{app}.{handler.__name__}",
+            event_type=event_type,
+            app=app,
+            handler=handler,
+        )
+        existing = _subscribers.get(sub.name)
+        if existing and existing.handler is not handler:
+            raise ValueError(f"subscriber name {sub.name!r} is registered twice")
+        _subscribers[sub.name] = sub
+        return handler
+
+    return register
+
+
+def subscribers_for(event_type: str) -> list[Subscriber]:
+    return sorted(
+        (s for s in _subscribers.values() if s.event_type == event_type), key=lambda s: s.name
+    )
+
+
+def get_subscriber(name: str) -> Subscriber:
+    try:
+        return _subscribers[name]
+    except KeyError:
+        raise LookupError(f"no subscriber named {name!r}") from None
+
+
+def all_subscribers() -> list[Subscriber]:
+    return sorted(_subscribers.values(), key=lambda s: (s.event_type, s.name))

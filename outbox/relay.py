@@ -1,0 +1,150 @@
+"""The relay: publishes committed outbox rows to the broker, one message per subscriber.
+
+Several relays may run at once: each claims a batch with `SELECT … FOR UPDATE SKIP LOCKED`
+(PostgreSQL), sends, and marks the rows published in the same transaction. A relay killed
+mid-batch rolls back, so its rows are claimed again: subscribers may see a message twice, which
+the inbox absorbs. Rows are claimed by status, never by "id above the last one seen" (ids and
+commit order disagree under concurrency). On SQLite (local default) there is no row locking, and
+the IMMEDIATE transaction mode serialises relays instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import timedelta
+
+from celery import Celery
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+
+from outbox.models import OutboxEvent
+from outbox.registry import subscribers_for
+from outbox.services import NOTIFY_CHANNEL
+
+logger = logging.getLogger(__name__)
+
+RETRY_CAP_SECONDS = 300
+
+
+def retry_delay(attempts: int) -> timedelta:
+    return timedelta(seconds=min(RETRY_CAP_SECONDS, 2 ** min(attempts, 16)))
+
+
+def envelope_of(row: OutboxEvent) -> dict:
+    return {
+        "id": str(row.event_id),
+        "type": row.type,
+        "version": row.version,
+        "occurred_at": row.occurred_at.isoformat(),
+        "aggregate_id": row.aggregate_id,
+        "correlation_id": str(row.correlation_id),
+        "data": row.data,
+    }
+
+
+class Relay:
+    def __init__(self, app: Celery, *, batch_size: int | None = None):
+        self.app = app
+        self.batch_size = batch_size or settings.OUTBOX_RELAY_BATCH_SIZE
+
+    def send(self, row: OutboxEvent, producer) -> None:
+        envelope = envelope_of(row)
+        for sub in subscribers_for(row.type):
+            self.app.send_task(
+                "outbox.deliver",
+                kwargs={"subscriber": sub.name, "event": envelope},
+                queue=sub.queue,
+                producer=producer,
+            )
+
+    def run_once(self) -> int:
+        """Claim one batch, publish it, mark it. Returns how many rows were claimed."""
+        now = timezone.now()
+        with transaction.atomic():
+            rows = list(
+                OutboxEvent.objects.select_for_update(skip_locked=True)
+                .exclude(status=OutboxEvent.Status.PUBLISHED)
+                .filter(next_attempt_at__lte=now)
+                .order_by("next_attempt_at", "id")[: self.batch_size]
+            )
+            if not rows:
+                return 0
+            with self.app.producer_or_acquire() as producer:
+                for row in rows:
+                    try:
+                        self.send(row, producer)
+                    except Exception as exc:  # the broker refused or is down: retry this row later
+                        row.attempts += 1
+                        row.status = OutboxEvent.Status.FAILING
+                        row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+                        row.next_attempt_at = timezone.now() + retry_delay(row.attempts)
+                        logger.warning(
+                            "relay: publishing %s %s (order %s) failed, attempt %s: %s",
+                            row.type,
+                            row.event_id,
+                            row.aggregate_id,
+                            row.attempts,
+                            row.last_error,
+                        )
+                    else:
+                        row.status = OutboxEvent.Status.PUBLISHED
+                        row.published_at = timezone.now()
+            OutboxEvent.objects.bulk_update(
+                rows, ["status", "attempts", "last_error", "next_attempt_at", "published_at"]
+            )
+        return len(rows)
+
+    def run_forever(self, *, poll_seconds: float, stop: threading.Event) -> None:
+        listener = Listener() if connection.vendor == "postgresql" else None
+        logger.info(
+            "relay started (batch %s, %s)",
+            self.batch_size,
+            "LISTEN/NOTIFY + polling" if listener else f"polling every {poll_seconds}s",
+        )
+        try:
+            while not stop.is_set():
+                try:
+                    claimed = self.run_once()
+                except Exception:
+                    logger.exception("relay: batch failed; retrying")
+                    close_old_connections()
+                    stop.wait(poll_seconds)
+                    continue
+                if claimed >= self.batch_size:
+                    continue  # more may be waiting
+                if listener:
+                    listener.wait(poll_seconds)
+                else:
+                    stop.wait(poll_seconds)
+        finally:
+            if listener:
+                listener.close()
+
+
+class Listener:
+    """A dedicated autocommit connection LISTENing for the outbox channel (PostgreSQL only)."""
+
+    def __init__(self):
+        import psycopg
+
+        params = connection.get_connection_params()
+        params.pop("cursor_factory", None)
+        params.pop("context", None)
+        params.pop("prepare_threshold", None)
+        self.conn = psycopg.connect(**params, autocommit=True)
+        self.conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+
+    def wait(self, timeout: float) -> None:
+        started = time.monotonic()
+        for _ in self.conn.notifies(timeout=timeout, stop_after=1):
+            break
+        # Drain the rest of a burst without waiting.
+        if time.monotonic() - started < timeout:
+            for _ in self.conn.notifies(timeout=0.001):
+                pass
+
+    def close(self) -> None:
+        self.conn.close()

@@ -1,0 +1,118 @@
+"""Writes of the outbox app: publish an event, claim an inbox slot, record delivery failures."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection, transaction
+from django.utils import timezone
+
+from outbox.events import Event, current_event
+from outbox.models import FailedDelivery, InboxMessage, OutboxEvent
+
+logger = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "chargeflow_outbox"
+
+
+class OutboxError(RuntimeError):
+    pass
+
+
+def event_publish(
+    *, event_type: str, aggregate_id: Any, data: dict[str, Any], version: int = 1
+) -> OutboxEvent:
+    """Insert an event in the caller's transaction. Outside `transaction.atomic()` it refuses:
+    an event published apart from its business change could be lost or sent for a rollback."""
+    if not transaction.get_connection().in_atomic_block:
+        raise OutboxError("publish() must be called inside transaction.atomic()")
+    # A JSON round trip turns Decimals into strings and fails here, not in the relay.
+    payload = json.loads(json.dumps(data, cls=DjangoJSONEncoder))
+    cause = current_event.get()
+    row = OutboxEvent.objects.create(
+        type=event_type,
+        version=version,
+        aggregate_id=str(aggregate_id),
+        correlation_id=cause.correlation_id if cause else uuid.uuid4(),
+        data=payload,
+    )
+    if connection.vendor == "postgresql":
+        # Delivered at commit (and only then), collapsed per transaction: wakes the relays.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, '')", [NOTIFY_CHANNEL])
+    return row
+
+
+def inbox_claim(*, event: Event, subscriber: str) -> bool:
+    """Record that `subscriber` handles `event`; False when it already did (a redelivery).
+
+    Runs in the subscriber's transaction: if the handler fails, the claim rolls back with it. A
+    concurrent duplicate blocks on the unique index until the first commits, then finds it."""
+    if not transaction.get_connection().in_atomic_block:
+        raise OutboxError("inbox_claim() must run inside the subscriber's transaction")
+    field = InboxMessage._meta.get_field("event_id")
+    # The table name comes from the model; every value is a parameter.
+    sql = (
+        f"INSERT INTO {InboxMessage._meta.db_table} "  # noqa: S608
+        "(event_id, subscriber, event_type, aggregate_id, handled_at) "
+        "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (event_id, subscriber) DO NOTHING"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [
+                field.get_db_prep_value(event.id, connection),
+                subscriber,
+                event.type,
+                event.aggregate_id,
+                timezone.now(),
+            ],
+        )
+        return cursor.rowcount == 1
+
+
+def delivery_failure_record(*, event: Event, subscriber: str, error: str) -> FailedDelivery:
+    now = timezone.now()
+    failure, created = FailedDelivery.objects.get_or_create(
+        event_id=event.id,
+        subscriber=subscriber,
+        defaults={
+            "event_type": event.type,
+            "aggregate_id": event.aggregate_id,
+            "envelope": event.to_envelope(),
+            "attempts": 1,
+            "last_error": error,
+            "first_failed_at": now,
+            "last_failed_at": now,
+        },
+    )
+    if not created:
+        failure.attempts += 1
+        failure.last_error = error
+        failure.last_failed_at = now
+        failure.resolved_at = None
+        failure.save(update_fields=["attempts", "last_error", "last_failed_at", "resolved_at"])
+    return failure
+
+
+def delivery_failure_resolve(*, event: Event, subscriber: str) -> None:
+    FailedDelivery.objects.filter(
+        event_id=event.id, subscriber=subscriber, resolved_at__isnull=True
+    ).update(resolved_at=timezone.now())
+
+
+def outbox_cleanup(*, older_than: timedelta | None = None) -> tuple[int, int]:
+    """Delete published events and inbox rows past the retention period (longer than any
+    redelivery window: a message redelivered after this would be handled again)."""
+    cutoff = timezone.now() - (older_than or timedelta(days=settings.OUTBOX_RETENTION_DAYS))
+    events, _ = OutboxEvent.objects.filter(
+        status=OutboxEvent.Status.PUBLISHED, published_at__lt=cutoff
+    ).delete()
+    inbox, _ = InboxMessage.objects.filter(handled_at__lt=cutoff).delete()
+    return events, inbox

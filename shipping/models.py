@@ -1,0 +1,32 @@
+from django.db import models
+from django.utils import timezone
+
+
+class Shipment(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"  # waiting for payment
+        CREATED = "created"
+        IN_TRANSIT = "in_transit"
+        DELIVERED = "delivered"
+        FAILED = "failed"
+
+    order_id = models.UUIDField(unique=True)
+    order_number = models.CharField(max_length=16)
+    address = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    partner_shipment_id = models.CharField(max_length=64, blank=True)
+    carrier = models.CharField(max_length=64, blank=True)
+    tracking_number = models.CharField(max_length=64, blank=True)
+    idempotency_key = models.CharField(max_length=255)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    failure_reason = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    last_polled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+
+    def __str__(self) -> str:
+        return f"{self.order_number} {self.status}"
