@@ -95,7 +95,11 @@ def payment_charge(
     *, order_id: str, invoice_number: str, amount: Decimal, currency: str
 ) -> Payment:
     """Charge the invoice total once. Publishes payment.succeeded, .failed or .action_required."""
-    payment = Payment.objects.select_for_update().select_related("customer").get(order_id=order_id)
+    payment = (
+        Payment.objects.select_for_update(of=("self",))
+        .select_related("customer")
+        .get(order_id=order_id)
+    )
     if payment.status not in (Payment.Status.PENDING, Payment.Status.PROCESSING):
         logger.info("order %s: payment already %s, not charging again", order_id, payment.status)
         return payment

@@ -111,7 +111,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": VAR_DIR / "chargeflow.sqlite3",
+            "NAME": Path(env("SQLITE_PATH", str(VAR_DIR / "chargeflow.sqlite3"))),
             # One writer at a time, waiting instead of failing: the web, worker and relay processes
             # share this file. IMMEDIATE takes the write lock at BEGIN, so no upgrade deadlocks.
             "OPTIONS": {
@@ -323,5 +323,6 @@ LOGGING = {
         "botocore": {"level": "WARNING"},
         "urllib3": {"level": "WARNING"},
         "stripe": {"level": "WARNING"},
+        "mail.log": {"level": "WARNING"},
     },
 }

@@ -1,0 +1,399 @@
+"""Shared fixtures: the real local components, started on free ports for the test session.
+
+- `sqs` (moto's server), `stripe_server` (localstripe), `partner` (the shipping simulator),
+  `mailbox` (the SMTP sink): session-scoped processes/threads, settings pointed at them;
+- `pipeline`: runs the outbox in-process (same handlers, same inbox) to drive an order through
+  every step inside one test, against the real components;
+- `live_stack`: real relay and Celery worker processes on the SQS emulator, for end-to-end tests;
+- `browser_page`: Debian's Chromium driven by Playwright, with screenshots under test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+
+ROOT = Path(__file__).resolve().parent
+ARTIFACTS = ROOT / "test-artifacts"
+IS_POSTGRES = "postgresql" in settings.DATABASES["default"]["ENGINE"]
+
+
+def pytest_collection_modifyitems(config, items):
+    if IS_POSTGRES:
+        return
+    skip = pytest.mark.skip(
+        reason="needs PostgreSQL (row locks and real concurrency); set DATABASE_URL to run it"
+    )
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1).close()  # noqa: S310 (loopback test URL)
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def wait_until(predicate, *, timeout: float, interval: float = 0.2, message: str = ""):
+    """Poll `predicate` until it returns something truthy; fail with `message` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {message or predicate}")
+        time.sleep(interval)
+
+
+# --- Session-wide settings -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_files(tmp_path_factory):
+    """Media (PDFs) in a temporary directory, never in the developer's var/."""
+    media = tmp_path_factory.mktemp("media")
+    settings.MEDIA_ROOT = str(media)
+    from django.core.files.storage import default_storage
+
+    default_storage.__dict__.pop("_wrapped", None)
+    default_storage._setup()
+    yield media
+
+
+@pytest.fixture
+def catalog(db):
+    """The demo catalog (Laptop 999.99, Mouse 29.99, ...), as `make run` seeds it."""
+    from django.core.management import call_command
+
+    from orders.models import Product
+
+    call_command("seed_catalog", stdout=open(os.devnull, "w"))  # noqa: SIM115
+    return {p.sku: p for p in Product.objects.all()}
+
+
+# --- SQS (moto) ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sqs():
+    """moto's server on a free port, with the project's queues and dead-letter queues."""
+    from chargeflow.celery import app
+    from outbox.sqs import ensure_queues, sqs_client
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/moto-api/")
+        url = f"sqs://test:test@127.0.0.1:{port}"
+        settings.CELERY_BROKER_URL = url
+        app.conf.broker_url = url
+        client = sqs_client()
+        ensure_queues(client)
+        yield SqsEndpoint(url=url, port=port, client=client)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@dataclass
+class SqsEndpoint:
+    url: str
+    port: int
+    client: object
+
+    def purge(self) -> None:
+        for name in settings.QUEUE_NAMES.values():
+            for queue in (name, f"{name}-dlq"):
+                url = self.client.get_queue_url(QueueName=queue)["QueueUrl"]
+                self.client.purge_queue(QueueUrl=url)
+
+    def receive(self, app: str, *, max_messages: int = 10) -> list[dict]:
+        url = self.client.get_queue_url(QueueName=settings.QUEUE_NAMES[app])["QueueUrl"]
+        return self.client.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=max_messages, WaitTimeSeconds=1
+        ).get("Messages", [])
+
+
+# --- Stripe (localstripe) --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def stripe_server():
+    from billing.stripe_client import stripe_client
+    from chargeflow.localdev.stripe_server import start_stripe_server
+
+    server = start_stripe_server(port=0, stderr=subprocess.DEVNULL)
+    settings.STRIPE_API_BASE = server.url
+    stripe_client.cache_clear()
+    yield server
+    server.stop()
+
+
+# --- Shipping partner simulator --------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _partner_server():
+    from shipping.client import partner_session
+    from shipping.simulator import start_simulator
+
+    server = start_simulator(
+        port=0, api_key=settings.SHIPPING_PARTNER_API_KEY, transit_seconds=1, delivery_seconds=2
+    )
+    settings.SHIPPING_PARTNER_URL = server.url
+    partner_session.cache_clear()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def partner(_partner_server):
+    """The simulator, reset (shipments, counters and faults) before each test."""
+    _partner_server.reset()
+    return _partner_server
+
+
+# --- SMTP sink -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _smtp_sink(tmp_path_factory):
+    from chargeflow.localdev.smtp_sink import start_smtp_sink
+
+    directory = tmp_path_factory.mktemp("mailbox")
+    sink = start_smtp_sink(directory, port=0)
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = sink.port
+    settings.MAILBOX_DIR = directory
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def mailbox(_smtp_sink):
+    """The SMTP sink, emptied before each test; `.messages()` lists what it received."""
+    for path in Path(_smtp_sink.directory).glob("*.eml"):
+        path.unlink()
+    return _smtp_sink
+
+
+@pytest.fixture
+def components(sqs, stripe_server, partner, mailbox):
+    """Every local component at once."""
+    return {"sqs": sqs, "stripe": stripe_server, "partner": partner, "mailbox": mailbox}
+
+
+# --- In-process pipeline ---------------------------------------------------------------------
+
+
+class Pipeline:
+    """Runs what the relay and the workers do, in this process: every unpublished outbox event is
+    delivered to each of its subscribers through the real inbox, until nothing is left."""
+
+    def drain(self, *, duplicate: bool = False, max_rounds: int = 50) -> int:
+        from outbox.delivery import deliver
+        from outbox.models import OutboxEvent
+        from outbox.registry import subscribers_for
+        from outbox.relay import envelope_of
+
+        handled = 0
+        for _ in range(max_rounds):
+            rows = list(
+                OutboxEvent.objects.exclude(status=OutboxEvent.Status.PUBLISHED).order_by("id")
+            )
+            if not rows:
+                return handled
+            for row in rows:
+                envelope = envelope_of(row)
+                for sub in subscribers_for(row.type):
+                    for _copy in range(2 if duplicate else 1):
+                        deliver(subscriber_name=sub.name, envelope=envelope)
+                    handled += 1
+                row.status = OutboxEvent.Status.PUBLISHED
+                row.published_at = timezone.now()
+                row.save(update_fields=["status", "published_at"])
+        raise AssertionError("the pipeline did not settle")
+
+
+@pytest.fixture
+def pipeline(stripe_server, partner, mailbox):
+    return Pipeline()
+
+
+# --- Real relay and worker processes ---------------------------------------------------------
+
+
+def _child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    db = settings.DATABASES["default"]
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "chargeflow.settings",
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "STRIPE_API_BASE": settings.STRIPE_API_BASE,
+        "SHIPPING_PARTNER_URL": settings.SHIPPING_PARTNER_URL,
+        "EMAIL_BACKEND": settings.EMAIL_BACKEND,
+        "EMAIL_HOST": settings.EMAIL_HOST,
+        "EMAIL_PORT": str(settings.EMAIL_PORT),
+        "MAILBOX_DIR": str(settings.MAILBOX_DIR),
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "OUTBOX_RELAY_POLL_SECONDS": "0.2",
+        "SQS_WAIT_TIME_SECONDS": "1",
+        "LOG_LEVEL": "INFO",
+        "PYTHONUNBUFFERED": "1",
+    }
+    if IS_POSTGRES:
+        user = db.get("USER") or "postgres"
+        host = db.get("HOST") or "127.0.0.1"
+        port = db.get("PORT") or 5432
+        env["DATABASE_URL"] = f"postgres://{user}@{host}:{port}/{db['NAME']}"
+    else:
+        env.pop("DATABASE_URL", None)
+        env["SQLITE_PATH"] = str(db["NAME"])
+    env.update(extra or {})
+    return env
+
+
+class Stack:
+    """Relay and worker processes; their output goes to test-artifacts/logs/."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.logs = ARTIFACTS / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+
+    def start(self, role: str, *, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+        commands = {
+            "relay": [sys.executable, "manage.py", "outbox_relay"],
+            "worker": [
+                str(Path(sys.executable).with_name("celery")),
+                "-A",
+                "chargeflow",
+                "worker",
+                "--concurrency",
+                "2",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--loglevel",
+                "INFO",
+            ],
+        }
+        log = open(self.logs / f"{self.name}-{role}.log", "ab")  # noqa: SIM115
+        proc = subprocess.Popen(
+            commands[role],
+            cwd=ROOT,
+            env=_child_env(extra_env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs[role] = proc
+        return proc
+
+    def kill(self, role: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs.pop(role)
+        os.killpg(proc.pid, sig)
+        proc.wait(20)
+
+    def stop(self) -> None:
+        for role in list(self.procs):
+            proc = self.procs[role]
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for role in list(self.procs):
+            try:
+                self.procs[role].wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.procs[role].pid, signal.SIGKILL)
+            self.procs.pop(role)
+
+
+@pytest.fixture
+def live_stack(request, transactional_db, sqs, stripe_server, partner, mailbox):
+    """Real relay and worker processes against the test database and the local components."""
+    sqs.purge()
+    stack = Stack(request.node.name)
+    yield stack
+    stack.stop()
+    sqs.purge()
+
+
+# --- Browser ---------------------------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def _browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (make test / .ci/run install it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def browser_page(_browser, request):
+    """A fresh browser context and page; `shot(name)` saves a screenshot as a test artifact."""
+    context = _browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    shots = ARTIFACTS / "screenshots" / request.node.name
+    shots.mkdir(parents=True, exist_ok=True)
+    counter = iter(range(1, 1000))
+
+    def shot(name: str) -> Path:
+        path = shots / f"{next(counter):02d}-{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    page.shot = shot
+    yield page
+    context.close()

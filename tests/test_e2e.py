@@ -1,0 +1,85 @@
+"""End to end: real relay and worker processes, SQS emulator, localstripe, partner simulator, SMTP
+sink and the test database. An order placed through the API travels the whole pipeline."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from billing.stripe_client import stripe_client
+from conftest import wait_until
+from orders.models import Order
+
+pytestmark = pytest.mark.e2e
+
+ADDRESS = {
+    "name": "Ada Lovelace",
+    "line1": "12 Analytical Row",
+    "city": "London",
+    "postal_code": "N1 9GU",
+    "country": "GB",
+}
+
+
+def place(client: APIClient, *, key: str, payment_method="pm_card_visa", postal_code=None):
+    address = {**ADDRESS, **({"postal_code": postal_code} if postal_code else {})}
+    response = client.post(
+        "/api/v1/orders/",
+        {
+            "email": "ada@example.com",
+            "shipping_address": address,
+            "items": [{"sku": "LAPTOP-14", "quantity": 1}, {"sku": "MOUSE-01", "quantity": 2}],
+            "payment_method": payment_method,
+        },
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=key,
+    )
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def status_of(order_id) -> str:
+    return Order.objects.values_list("status", flat=True).get(pk=order_id)
+
+
+def test_order_reaches_shipped_through_real_workers(live_stack, catalog, stripe_server, mailbox):
+    live_stack.start("relay")
+    live_stack.start("worker")
+    created = place(APIClient(), key="e2e-happy")
+
+    wait_until(
+        lambda: status_of(created["id"]) == "shipped", timeout=90, message="order to be shipped"
+    )
+    order = (
+        APIClient()
+        .get(f"/api/v1/orders/{created['id']}/", HTTP_X_ORDER_TOKEN=created["access_token"])
+        .json()
+    )
+    assert order["payment"] == {"status": "succeeded"}
+    assert order["shipment"]["tracking_number"]
+    assert order["invoice"]["number"]
+    transitions = [e["detail"]["to"] for e in order["timeline"] if e["type"] == "status_changed"]
+    assert transitions == ["placed", "invoiced", "paid", "shipped"]
+
+    # One PaymentIntent on localstripe, for the invoice total.
+    intents = [
+        pi
+        for pi in stripe_client().v1.payment_intents.list(params={"limit": 100}).data
+        if pi.metadata.get("order_id") == created["id"]
+    ]
+    assert len(intents) == 1
+    assert intents[0].amount == int(order["totals"]["total"].replace(".", ""))
+    assert intents[0].status == "succeeded"
+
+    # One PDF, served to the token holder.
+    pdf = APIClient().get(order["invoice"]["pdf_url"], HTTP_X_ORDER_TOKEN=created["access_token"])
+    assert pdf.status_code == 200
+    assert b"".join(pdf.streaming_content).startswith(b"%PDF")
+
+    # One email per step, to the customer's address.
+    kinds = {"order_confirmation", "invoice_issued", "payment_received", "shipped"}
+    wait_until(lambda: len(mailbox.messages()) >= len(kinds), timeout=30, message="four emails")
+    messages = mailbox.messages()
+    assert len(messages) == len(kinds)
+    assert {m["To"] for m in messages} == {"ada@example.com"}
+    assert sum(1 for m in messages if list(m.iter_attachments())) == 1
