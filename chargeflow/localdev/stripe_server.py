@@ -111,6 +111,74 @@ def _isolate_store(state_file: Path | None) -> None:
     store.try_load_from_disk()
 
 
+# localstripe's stand-in Stripe.js has `createPaymentMethod: async () => {}` (a no-op), and its
+# server takes a publishable key only on a few routes (tokens, sources, 3-D Secure), not on
+# POST /v1/payment_methods, which real Stripe.js calls from the browser. These complete it, so the
+# storefront's checkout uses the real Stripe.js API (`stripe.createPaymentMethod({type: "card",
+# card: element})`) and the card number goes browser -> (fake) Stripe, never to our server.
+_CREATE_PAYMENT_METHOD_JS = r"""
+// chargeflow.localdev: createPaymentMethod for the stand-in Card Element.
+Stripe = (function (makeStripe) {
+  return function (apiKey, options) {
+    const stripe = makeStripe(apiKey, options);
+    stripe.createPaymentMethod = async function (params, element, data) {
+      if (typeof params === "string") params = {type: params, card: element, ...(data || {})};
+      const card = params.card && params.card.value && params.card.value.card;
+      if (!card || !card.number || !card.exp_month || !card.cvc) {
+        return {error: {type: "validation_error", code: "incomplete_number",
+                        message: "Your card details are incomplete."}};
+      }
+      const response = await fetch(`${LOCALSTRIPE_BASE_API}/v1/payment_methods`, {
+        method: "POST",
+        body: JSON.stringify({key: apiKey, type: "card", card: card,
+                              billing_details: params.billing_details || {}}),
+      });
+      const body = await response.json().catch(() => ({}));
+      if (response.status !== 200 || body.error) {
+        return {error: body.error || {message: "Your card details were refused."}};
+      }
+      return {paymentMethod: body};
+    };
+    return stripe;
+  };
+})(Stripe);
+"""
+
+
+def _complete_elements(app: Any) -> None:
+    """Serve createPaymentMethod (see above): an outermost middleware on localstripe's app."""
+    from aiohttp import web
+    from localstripe import server as ls_server
+    from localstripe.errors import UserError
+    from localstripe.resources import PaymentMethod
+
+    @web.middleware
+    async def elements_middleware(request: Any, handler: Any) -> Any:
+        if request.method == "GET" and request.path == "/js.stripe.com/v3/":
+            response = await handler(request)
+            return web.Response(
+                text=response.text + _CREATE_PAYMENT_METHOD_JS,
+                content_type="application/javascript",
+            )
+        if (
+            request.method == "POST"
+            and request.path == "/v1/payment_methods"
+            and "Authorization" not in request.headers
+        ):
+            data = await ls_server.get_post_data(request, remove_auth=False) or {}
+            if not str(data.pop("key", "")).startswith("pk_"):
+                return await handler(request)
+            data.pop("payment_user_agent", None)
+            try:
+                method = PaymentMethod._api_create(**data)
+            except UserError as exc:
+                return exc.to_response()
+            return ls_server.json_response(method._export())
+        return await handler(request)
+
+    app.middlewares.insert(0, elements_middleware)
+
+
 def serve(
     host: str = "127.0.0.1",
     port: int = 8420,
@@ -137,6 +205,7 @@ def serve(
     from localstripe.webhooks import register_webhook
 
     _isolate_store(path)
+    _complete_elements(ls_server.app)
     if webhook_url:
         register_webhook("default", webhook_url, webhook_secret or "whsec_localdev", webhook_events)
 
