@@ -225,6 +225,14 @@ SHIPPING_PARTNER_URL = env("SHIPPING_PARTNER_URL", "http://127.0.0.1:8430").rstr
 SHIPPING_PARTNER_API_KEY = env("SHIPPING_PARTNER_API_KEY", "dev-partner-key")
 SHIPPING_PARTNER_CONNECT_TIMEOUT = float(env("SHIPPING_PARTNER_CONNECT_TIMEOUT", "3"))
 SHIPPING_PARTNER_READ_TIMEOUT = float(env("SHIPPING_PARTNER_READ_TIMEOUT", "10"))
+# In-call retries (urllib3): backoff factor * 2**n s, capped, with jitter. docs/shipping.md.
+SHIPPING_PARTNER_RETRIES = env_int("SHIPPING_PARTNER_RETRIES", 4)
+SHIPPING_PARTNER_BACKOFF_FACTOR = float(env("SHIPPING_PARTNER_BACKOFF_FACTOR", "0.5"))
+SHIPPING_PARTNER_BACKOFF_MAX = float(env("SHIPPING_PARTNER_BACKOFF_MAX", "8"))
+# Deliveries of payment.succeeded (each one a full in-call retry round) before a transient
+# partner failure fails the shipment (and the order is refunded). At most CELERY_TASK_MAX_RETRIES.
+SHIPPING_CREATE_MAX_ATTEMPTS = env_int("SHIPPING_CREATE_MAX_ATTEMPTS", 6)
+SHIPPING_POLL_SECONDS = float(env("SHIPPING_POLL_SECONDS", "30"))
 
 # --- Email -----------------------------------------------------------------------------------
 # Locally: SMTP to the sink on 127.0.0.1:1025. Production: an anymail backend, for example
@@ -238,6 +246,10 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "ChargeFlow Shop <shop@chargeflow.example>")
 MAILBOX_DIR = Path(env("MAILBOX_DIR", str(VAR_DIR / "mailbox")))
+# A failed send is retried by a beat task, backoff base * 2**n s, capped (docs/notifications.md).
+EMAIL_SEND_MAX_ATTEMPTS = env_int("EMAIL_SEND_MAX_ATTEMPTS", 8)
+EMAIL_RETRY_BASE_SECONDS = env_int("EMAIL_RETRY_BASE_SECONDS", 30)
+EMAIL_RETRY_MAX_SECONDS = env_int("EMAIL_RETRY_MAX_SECONDS", 3600)
 ANYMAIL = {
     "AMAZON_SES_CLIENT_PARAMS": {
         **({"endpoint_url": env("AWS_SES_ENDPOINT_URL")} if env("AWS_SES_ENDPOINT_URL") else {}),
@@ -300,7 +312,11 @@ if SQS_QUEUE_URL_BASE:
 CELERY_BEAT_SCHEDULE = {
     "outbox-cleanup": {"task": "outbox.cleanup", "schedule": 3600.0},
     "orders-flag-stuck": {"task": "orders.flag_stuck_orders", "schedule": 60.0},
-    "shipping-poll-tracking": {"task": "shipping.poll_open_shipments", "schedule": 30.0},
+    "shipping-poll-tracking": {
+        "task": "shipping.poll_open_shipments",
+        "schedule": SHIPPING_POLL_SECONDS,
+    },
+    "notifications-send-due": {"task": "notifications.send_due_emails", "schedule": 30.0},
 }
 
 # --- Outbox ----------------------------------------------------------------------------------

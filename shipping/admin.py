@@ -11,6 +11,7 @@ class ShipmentAdmin(admin.ModelAdmin):
         "carrier",
         "tracking_number",
         "attempts",
+        "failure_reason",
         "updated_at",
     )
     list_filter = ("status",)

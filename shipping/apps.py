@@ -6,4 +6,4 @@ class ShippingConfig(AppConfig):
     verbose_name = "Shipping"
 
     def ready(self) -> None:
-        from shipping import handlers  # noqa: F401
+        from shipping import checks, handlers  # noqa: F401

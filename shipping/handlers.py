@@ -1,5 +1,7 @@
 from outbox import Event, subscriber
-from shipping import services
+from shipping import selectors, services
+
+SHIPMENT_CREATE_SUBSCRIBER = "shipping.on_payment_succeeded"
 
 
 @subscriber("order.placed")
@@ -11,6 +13,11 @@ def on_order_placed(event: Event) -> None:
     )
 
 
-@subscriber("payment.succeeded")
+@subscriber("payment.succeeded", name=SHIPMENT_CREATE_SUBSCRIBER)
 def on_payment_succeeded(event: Event) -> None:
-    services.shipment_create(order_id=event.aggregate_id)
+    services.shipment_create(
+        order_id=event.aggregate_id,
+        attempt=selectors.delivery_attempt(
+            event_id=event.id, subscriber=SHIPMENT_CREATE_SUBSCRIBER
+        ),
+    )

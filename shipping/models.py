@@ -24,9 +24,14 @@ class Shipment(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     last_polled_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ("-created_at",)
 
     def __str__(self) -> str:
         return f"{self.order_number} {self.status}"
+
+
+# Created at the partner and not yet delivered: what the tracking poll asks about.
+OPEN_STATUSES = (Shipment.Status.CREATED, Shipment.Status.IN_TRANSIT)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from outbox import publish
 from shipping import client
-from shipping.models import Shipment
+from shipping.models import OPEN_STATUSES, Shipment
 
 logger = logging.getLogger(__name__)
 
@@ -32,13 +33,23 @@ def shipment_prepare(*, order_id: str, order_number: str, address: dict[str, str
 
 
 @transaction.atomic
-def shipment_create(*, order_id: str) -> Shipment:
-    """Create the shipment at the partner, once. A permanent refusal or exhausted retries end in
-    shipment.failed (billing refunds); success in shipment.created."""
+def shipment_create(*, order_id: str, attempt: int = 1) -> Shipment:
+    """Create the shipment at the partner, once (the Idempotency-Key makes a retried create
+    return the shipment already made). Success publishes shipment.created.
+
+    Failure, decided here (docs/shipping.md):
+    - a permanent refusal (e.g. undeliverable address) fails the shipment at once:
+      shipment.failed, billing refunds;
+    - a transient failure (the client's own retries exhausted on timeouts, dropped connections,
+      5xx) raises, so the inbox transaction rolls back and the delivery is retried with backoff;
+      on `attempt` SHIPPING_CREATE_MAX_ATTEMPTS it fails the shipment like a permanent one;
+    - a configuration failure (401/403: our API key) always raises: never refund a customer for
+      our own mistake. The order stays paid, the cause shows under failed deliveries.
+    """
     shipment = Shipment.objects.select_for_update().get(order_id=order_id)
     if shipment.status != Shipment.Status.PENDING:
         return shipment
-    shipment.attempts += 1
+    shipment.attempts = max(attempt, shipment.attempts + 1)
     try:
         result = client.create_shipment(
             reference=str(order_id),
@@ -46,21 +57,23 @@ def shipment_create(*, order_id: str) -> Shipment:
             idempotency_key=shipment.idempotency_key,
         )
     except client.PartnerError as exc:
-        shipment.status = Shipment.Status.FAILED
-        shipment.last_error = str(exc)
-        shipment.failure_reason = str(exc)[:500]
-        shipment.save()
-        publish(
-            "shipment.failed",
-            order_id,
-            {"order_id": str(order_id), "reason": shipment.failure_reason, "code": exc.code},
-        )
-        logger.warning("order %s: shipment failed: %s", order_id, exc)
-        return shipment
+        give_up = attempt >= settings.SHIPPING_CREATE_MAX_ATTEMPTS
+        if exc.misconfigured or not (exc.permanent or give_up):
+            logger.warning(
+                "order %s: shipment attempt %s/%s failed, will retry: %s",
+                order_id,
+                attempt,
+                settings.SHIPPING_CREATE_MAX_ATTEMPTS,
+                exc,
+            )
+            raise
+        reason = str(exc) if exc.permanent else f"shipping partner unavailable: {exc}"
+        return _shipment_fail(shipment, reason=reason, code=exc.code)
     shipment.status = Shipment.Status.CREATED
     shipment.partner_shipment_id = result.id
     shipment.carrier = result.carrier
     shipment.tracking_number = result.tracking_number
+    shipment.last_error = ""
     shipment.save()
     publish(
         "shipment.created",
@@ -76,21 +89,48 @@ def shipment_create(*, order_id: str) -> Shipment:
     return shipment
 
 
+def _shipment_fail(shipment: Shipment, *, reason: str, code: str) -> Shipment:
+    shipment.status = Shipment.Status.FAILED
+    shipment.last_error = reason
+    shipment.failure_reason = reason[:500]
+    shipment.save()
+    publish(
+        "shipment.failed",
+        shipment.order_id,
+        {"order_id": str(shipment.order_id), "reason": shipment.failure_reason, "code": code},
+    )
+    logger.warning("order %s: shipment failed (%s): %s", shipment.order_id, code, reason)
+    return shipment
+
+
 @transaction.atomic
-def shipment_poll(*, shipment_id: int) -> Shipment:
-    """Ask the partner where an open shipment is; delivery publishes shipment.delivered."""
-    shipment = Shipment.objects.select_for_update().get(pk=shipment_id)
-    if shipment.status not in (Shipment.Status.CREATED, Shipment.Status.IN_TRANSIT):
-        return shipment
+def shipment_poll(*, shipment_id: int) -> Shipment | None:
+    """Ask the partner where an open shipment is; delivery publishes shipment.delivered.
+
+    Skips a shipment another poller holds (None). Partner errors propagate (the caller logs
+    them and the next beat run tries again)."""
+    shipment = (
+        Shipment.objects.select_for_update(skip_locked=True)
+        .filter(pk=shipment_id, status__in=OPEN_STATUSES)
+        .first()
+    )
+    if shipment is None:
+        return None
     result = client.get_shipment(shipment.partner_shipment_id)
     shipment.last_polled_at = timezone.now()
     if result.status == "delivered":
         shipment.status = Shipment.Status.DELIVERED
+        shipment.delivered_at = timezone.now()
         publish(
             "shipment.delivered",
             shipment.order_id,
-            {"order_id": str(shipment.order_id), "tracking_number": shipment.tracking_number},
+            {
+                "order_id": str(shipment.order_id),
+                "carrier": shipment.carrier,
+                "tracking_number": shipment.tracking_number,
+            },
         )
+        logger.info("order %s: delivered (%s)", shipment.order_id, shipment.tracking_number)
     elif result.status == "in_transit":
         shipment.status = Shipment.Status.IN_TRANSIT
     shipment.save()
