@@ -1,12 +1,25 @@
 from django.contrib import admin
 
-from invoicing.models import CreditNote, Invoice, InvoiceLine, NumberSequence, TaxRate
+from invoicing.models import (
+    CreditNote,
+    Invoice,
+    InvoiceLine,
+    NumberSequence,
+    ShippingZone,
+    TaxRate,
+)
 
 
 @admin.register(TaxRate)
 class TaxRateAdmin(admin.ModelAdmin):
-    list_display = ("country", "name", "rate")
+    list_display = ("country", "name", "rate", "applies_to_shipping")
     search_fields = ("country",)
+
+
+@admin.register(ShippingZone)
+class ShippingZoneAdmin(admin.ModelAdmin):
+    list_display = ("name", "countries", "fee", "free_shipping_threshold")
+    search_fields = ("name", "countries")
 
 
 class InvoiceLineInline(admin.TabularInline):
@@ -15,12 +28,18 @@ class InvoiceLineInline(admin.TabularInline):
     can_delete = False
     readonly_fields = ("sku", "description", "quantity", "unit_price", "line_total")
 
+    def has_add_permission(self, request, obj=None):
+        return False
+
 
 class CreditNoteInline(admin.TabularInline):
     model = CreditNote
     extra = 0
     can_delete = False
     readonly_fields = ("number", "source", "reason", "amount", "issued_at", "pdf")
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Invoice)
@@ -62,3 +81,9 @@ class NumberSequenceAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return ("series", "year", "last_value")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

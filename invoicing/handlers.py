@@ -17,6 +17,11 @@ def on_order_placed(event: Event) -> None:
     )
 
 
+@subscriber("invoice.numbered")
+def on_invoice_numbered(event: Event) -> None:
+    services.invoice_render(invoice_id=int(event.data["invoice_id"]))
+
+
 @subscriber("payment.failed")
 def on_payment_failed(event: Event) -> None:
     services.credit_note_issue(
@@ -34,3 +39,8 @@ def on_refund_succeeded(event: Event) -> None:
         reason=event.data.get("reason") or "Refund",
         amount=Decimal(event.data["amount"]),
     )
+
+
+@subscriber("credit_note.numbered")
+def on_credit_note_numbered(event: Event) -> None:
+    services.credit_note_render(credit_note_id=int(event.data["credit_note_id"]))

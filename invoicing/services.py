@@ -1,4 +1,15 @@
-"""Writes of the invoicing app: issue invoices and credit notes with gap-free numbers."""
+"""Writes of the invoicing app: issue invoices and credit notes with gap-free numbers.
+
+Issuing is two steps, each one inbox transaction (docs/invoicing.md):
+
+1. `invoice_issue` (on order.placed) prices the order, allocates the number from the locked
+   counter, stores the invoice and its lines and publishes the internal `invoice.numbered`. It
+   commits in milliseconds, so the counter row is never locked for longer than that.
+2. `invoice_render` (on invoice.numbered, in the invoicing worker) renders the PDF (50-350 ms),
+   stores it with its SHA-256 and publishes `invoice.issued`, which billing charges.
+
+Credit notes follow the same two steps (`credit_note.numbered`, then `credit_note.issued`).
+"""
 
 from __future__ import annotations
 
@@ -6,19 +17,24 @@ import logging
 from decimal import Decimal
 from typing import Any
 
+from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
 from chargeflow.money import quantize
 from invoicing.models import CreditNote, Invoice, InvoiceLine, NumberSequence
 from invoicing.pdf import pdf_file, render_pdf
-from invoicing.pricing import calculate_totals
+from invoicing.pricing import calculate_totals, lines_from_snapshot, rate_percent
 from outbox import publish
 
 logger = logging.getLogger(__name__)
 
 INVOICE_SERIES = ""
 CREDIT_NOTE_SERIES = "CN-"
+
+
+class CreditNoteError(ValueError):
+    pass
 
 
 def number_allocate(*, series: str, year: int) -> str:
@@ -43,14 +59,16 @@ def invoice_issue(
     shipping_address: dict[str, str],
     items: list[dict[str, Any]],
 ) -> Invoice:
-    """Issue the order's invoice (once: a second call returns the first) and `invoice.issued`."""
+    """Number and store the order's invoice (once: a second call returns the first) and publish
+    `invoice.numbered`; the PDF and `invoice.issued` follow in `invoice_render`."""
     existing = Invoice.objects.filter(order_id=order_id).first()
     if existing:
         return existing
-    totals = calculate_totals(
-        line_totals=[Decimal(i["line_total"]) for i in items], country=shipping_address["country"]
-    )
+    lines = lines_from_snapshot(items)
+    totals = calculate_totals(lines=lines, country=shipping_address["country"])
     now = timezone.now()
+    # Everything that can fail runs before the number is taken; the counter is locked from here
+    # to the commit, a few milliseconds later.
     invoice = Invoice(
         order_id=order_id,
         order_number=order_number,
@@ -62,46 +80,86 @@ def invoice_issue(
         billing_address=shipping_address,
         subtotal=totals.subtotal,
         shipping=totals.shipping,
+        shipping_zone=totals.shipping_zone,
+        tax_name=totals.tax_name,
         tax_rate=totals.tax_rate,
+        tax_base=totals.tax_base,
         tax=totals.tax,
         total=totals.total,
     )
     invoice.save()
-    lines = InvoiceLine.objects.bulk_create(
+    InvoiceLine.objects.bulk_create(
         InvoiceLine(
             invoice=invoice,
-            sku=i["sku"],
-            description=i["name"],
-            quantity=int(i["quantity"]),
-            unit_price=Decimal(i["unit_price"]),
-            line_total=Decimal(i["line_total"]),
+            sku=line.sku,
+            description=line.name,
+            quantity=line.quantity,
+            unit_price=line.unit_price,
+            line_total=line.line_total,
         )
-        for i in items
+        for line in lines
     )
-    content = render_pdf("invoicing/invoice_pdf.html", {"invoice": invoice, "lines": lines})
-    file, digest = pdf_file(content, f"{invoice.number}.pdf")
-    invoice.pdf.save(file.name, file, save=False)
-    invoice.pdf_sha256 = digest
-    invoice.save(update_fields=["pdf", "pdf_sha256"])
-    publish(
-        "invoice.issued",
-        order_id,
-        {
-            "order_id": str(order_id),
-            "invoice_number": invoice.number,
-            "number": invoice.number,
-            "email": email,
-            "currency": currency,
-            "totals": totals.as_dict(),
-            "amount": str(invoice.total),
-            "pdf_path": invoice.pdf.name,
-            "pdf_sha256": digest,
-            "issued_at": now.isoformat(),
+    publish("invoice.numbered", order_id, {"invoice_id": invoice.pk, "number": invoice.number})
+    logger.info(
+        "invoice %s numbered for order %s: %s %s", invoice.number, order_id, totals.total, currency
+    )
+    return invoice
+
+
+def _store_pdf(document, *, template: str, name: str, context: dict) -> None:
+    content = render_pdf(template, context)
+    file, digest = pdf_file(content, name)
+    # A render whose transaction rolled back may have left the file: replace it, same name.
+    path = document.pdf.field.generate_filename(document, name)
+    if default_storage.exists(path):
+        default_storage.delete(path)
+    document.pdf.save(name, file, save=False)
+    document.pdf_sha256 = digest
+    document.pdf_rendered_at = timezone.now()
+    document.save(update_fields=["pdf", "pdf_sha256", "pdf_rendered_at"])
+
+
+@transaction.atomic
+def invoice_render(*, invoice_id: int) -> Invoice:
+    """Render and store the invoice PDF once, then publish `invoice.issued` (billing charges
+    its total)."""
+    invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+    if invoice.pdf:
+        return invoice
+    lines = list(invoice.lines.all())
+    _store_pdf(
+        invoice,
+        template="invoicing/invoice_pdf.html",
+        name=f"{invoice.number}.pdf",
+        context={
+            "invoice": invoice,
+            "lines": lines,
+            "tax_percent": rate_percent(invoice.tax_rate),
         },
     )
-    logger.info(
-        "invoice %s issued for order %s: %s %s", invoice.number, order_id, invoice.total, currency
+    publish(
+        "invoice.issued",
+        invoice.order_id,
+        {
+            "order_id": str(invoice.order_id),
+            "invoice_number": invoice.number,
+            "number": invoice.number,
+            "email": invoice.email,
+            "currency": invoice.currency,
+            "totals": {
+                "subtotal": str(invoice.subtotal),
+                "shipping": str(invoice.shipping),
+                "tax_rate": str(invoice.tax_rate),
+                "tax": str(invoice.tax),
+                "total": str(invoice.total),
+            },
+            "amount": str(invoice.total),
+            "pdf_path": invoice.pdf.name,
+            "pdf_sha256": invoice.pdf_sha256,
+            "issued_at": invoice.issued_at.isoformat(),
+        },
     )
+    logger.info("invoice %s issued for order %s", invoice.number, invoice.order_id)
     return invoice
 
 
@@ -109,7 +167,10 @@ def invoice_issue(
 def credit_note_issue(
     *, order_id: str, source: str, reason: str, amount: Decimal | None = None
 ) -> CreditNote | None:
-    """Credit (part of) the order's invoice, once per `source`. None if nothing was invoiced."""
+    """Credit (part of) the order's invoice, once per `source` (the payment failure, a refund
+    id); without `amount`, whatever is not credited yet. None if nothing was invoiced.
+    Publishes `credit_note.numbered`; the PDF and `credit_note.issued` follow in
+    `credit_note_render`."""
     invoice = Invoice.objects.select_for_update().filter(order_id=order_id).first()
     if invoice is None:
         logger.warning("order %s: no invoice to credit (%s)", order_id, reason)
@@ -117,41 +178,54 @@ def credit_note_issue(
     existing = invoice.credit_notes.filter(source=source).first()
     if existing:
         return existing
-    amount = quantize(invoice.total if amount is None else amount)
     already = sum((n.amount for n in invoice.credit_notes.all()), Decimal("0"))
+    amount = quantize(invoice.total - already if amount is None else amount)
     if amount <= 0 or already + amount > invoice.total:
-        raise ValueError(
+        raise CreditNoteError(
             f"credit of {amount} on invoice {invoice.number} exceeds what is left "
             f"({invoice.total - already})"
         )
     now = timezone.now()
-    note = CreditNote(
+    note = CreditNote.objects.create(
         invoice=invoice,
         number=number_allocate(series=CREDIT_NOTE_SERIES, year=now.year),
         source=source,
-        reason=reason,
+        reason=reason[:255],
         amount=amount,
         issued_at=now,
     )
-    content = render_pdf("invoicing/credit_note_pdf.html", {"note": note, "invoice": invoice})
-    file, digest = pdf_file(content, f"{note.number}.pdf")
-    note.pdf.save(file.name, file, save=False)
-    note.pdf_sha256 = digest
-    note.save()
+    publish("credit_note.numbered", order_id, {"credit_note_id": note.pk, "number": note.number})
+    logger.info(
+        "credit note %s (%s) numbered for order %s: %s", note.number, reason, order_id, amount
+    )
+    return note
+
+
+@transaction.atomic
+def credit_note_render(*, credit_note_id: int) -> CreditNote:
+    note = CreditNote.objects.select_for_update().select_related("invoice").get(pk=credit_note_id)
+    if note.pdf:
+        return note
+    invoice = note.invoice
+    _store_pdf(
+        note,
+        template="invoicing/credit_note_pdf.html",
+        name=f"{note.number}.pdf",
+        context={"note": note, "invoice": invoice},
+    )
     publish(
         "credit_note.issued",
-        order_id,
+        invoice.order_id,
         {
-            "order_id": str(order_id),
+            "order_id": str(invoice.order_id),
             "number": note.number,
             "invoice_number": invoice.number,
-            "amount": str(amount),
+            "amount": str(note.amount),
             "currency": invoice.currency,
-            "reason": reason,
+            "reason": note.reason,
             "pdf_path": note.pdf.name,
+            "pdf_sha256": note.pdf_sha256,
         },
     )
-    logger.info(
-        "credit note %s (%s) issued for order %s: %s", note.number, reason, order_id, amount
-    )
+    logger.info("credit note %s issued for order %s", note.number, invoice.order_id)
     return note

@@ -1,0 +1,145 @@
+import io
+from decimal import Decimal
+
+import pytest
+from django.core.files.storage import default_storage
+from django.db import transaction
+from pypdf import PdfReader
+
+from invoicing import services
+from invoicing.models import CreditNote, Invoice, IssuedDocumentError, NumberSequence
+from invoicing.tests.factories import item, order_placed
+from outbox.models import OutboxEvent
+
+pytestmark = pytest.mark.django_db
+
+
+def issue(payload: dict) -> Invoice:
+    invoice = services.invoice_issue(**payload)
+    return services.invoice_render(invoice_id=invoice.pk)
+
+
+def pdf_text(path: str) -> str:
+    with default_storage.open(path, "rb") as f:
+        reader = PdfReader(io.BytesIO(f.read()))
+    # pypdf breaks table cells onto lines of their own: compare with whitespace collapsed.
+    return " ".join(" ".join(page.extract_text() for page in reader.pages).split())
+
+
+def events(kind: str) -> list[OutboxEvent]:
+    return list(OutboxEvent.objects.filter(type=kind).order_by("id"))
+
+
+def test_issue_numbers_then_renders_and_publishes_invoice_issued(settings):
+    settings.DEFAULT_TAX_RATE = Decimal("0.20")
+    payload = order_placed(country="FR")
+    invoice = services.invoice_issue(**payload)
+    assert invoice.number.endswith("-000001") and not invoice.pdf
+    assert [e.data["number"] for e in events("invoice.numbered")] == [invoice.number]
+    assert events("invoice.issued") == []
+
+    invoice = services.invoice_render(invoice_id=invoice.pk)
+    (issued,) = events("invoice.issued")
+    assert issued.data["totals"] == {
+        "subtotal": "1059.97",
+        "shipping": "0.00",
+        "tax_rate": "0.2000",
+        "tax": "211.99",  # 211.994
+        "total": "1271.96",
+    }
+    assert issued.data["pdf_path"] == invoice.pdf.name
+    assert len(invoice.pdf_sha256) == 64
+    # Redelivery changes nothing: same invoice, no second number or event.
+    assert services.invoice_issue(**payload).pk == invoice.pk
+    services.invoice_render(invoice_id=invoice.pk)
+    assert len(events("invoice.issued")) == 1
+    assert NumberSequence.objects.get(series="").last_value == 1
+
+
+def test_pdf_contains_number_lines_and_totals():
+    invoice = issue(order_placed())
+    text = pdf_text(invoice.pdf.name)
+    for expected in (
+        invoice.number,
+        "ChargeFlow",
+        "Ada Lovelace",
+        "Product LAPTOP-14",
+        "999.99 EUR",
+        "59.98 EUR",  # 2 x 29.99
+        f"Subtotal {invoice.subtotal} EUR",
+        f"Total {invoice.total} EUR",
+        "VAT 20 % of 1059.97 EUR",
+        "page 1 of 1",
+    ):
+        assert expected in text, expected
+
+
+def test_a_long_invoice_has_page_numbers_on_every_page():
+    items = [item(f"SKU-{i:03d}", "1.50", 2) for i in range(90)]
+    invoice = issue(order_placed(items=items))
+    with default_storage.open(invoice.pdf.name, "rb") as f:
+        reader = PdfReader(io.BytesIO(f.read()))
+    pages = len(reader.pages)
+    assert pages >= 2
+    for n, page in enumerate(reader.pages, start=1):
+        assert f"page {n} of {pages}" in " ".join(page.extract_text().split())
+    assert "SKU-089" in pdf_text(invoice.pdf.name)
+
+
+def test_rollback_gives_the_number_back():
+    first = services.invoice_issue(**order_placed())
+    with pytest.raises(RuntimeError), transaction.atomic():
+        services.invoice_issue(**order_placed())
+        raise RuntimeError("crash before commit")
+    third = services.invoice_issue(**order_placed())
+    n1, n3 = int(first.number[-6:]), int(third.number[-6:])
+    assert n3 == n1 + 1
+
+
+def test_an_issued_invoice_is_immutable():
+    invoice = issue(order_placed())
+    invoice.total = Decimal("1.00")
+    with pytest.raises(IssuedDocumentError):
+        invoice.save()
+    with pytest.raises(IssuedDocumentError):
+        invoice.save(update_fields=["pdf", "pdf_sha256", "pdf_rendered_at"])  # already attached
+    with pytest.raises(IssuedDocumentError):
+        invoice.lines.first().delete()
+    with pytest.raises(IssuedDocumentError):
+        Invoice.objects.get(pk=invoice.pk).delete()
+
+
+def test_credit_notes_have_their_own_series_once_per_source_and_never_exceed_the_invoice():
+    payload = order_placed(items=[item("A", "100.00")])
+    invoice = issue(payload)
+    order_id = payload["order_id"]
+    first = services.credit_note_issue(
+        order_id=order_id, source="refund:1", reason="Scratched", amount=Decimal("30.00")
+    )
+    assert first.number.startswith("CN-") and first.number.endswith("-000001")
+    again = services.credit_note_issue(
+        order_id=order_id, source="refund:1", reason="Scratched", amount=Decimal("30.00")
+    )
+    assert again.pk == first.pk
+    with pytest.raises(services.CreditNoteError):
+        services.credit_note_issue(
+            order_id=order_id, source="refund:2", reason="x", amount=invoice.total
+        )
+    rest = services.credit_note_issue(order_id=order_id, source="refund:3", reason="Rest")
+    assert rest.amount == invoice.total - Decimal("30.00")
+    assert rest.number.endswith("-000002")
+    note = services.credit_note_render(credit_note_id=rest.pk)
+    text = pdf_text(note.pdf.name)
+    assert note.number in text and invoice.number in text and str(rest.amount) in text
+    (issued,) = events("credit_note.issued")  # only this one was rendered
+    assert issued.data["number"] == rest.number and issued.data["pdf_path"] == note.pdf.name
+    assert CreditNote.objects.filter(invoice=invoice).count() == 2
+
+
+def test_credit_note_without_invoice_is_skipped():
+    assert (
+        services.credit_note_issue(
+            order_id="6b1f8d1e-0000-4000-8000-000000000000", source="payment_failed", reason="x"
+        )
+        is None
+    )
