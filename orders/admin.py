@@ -1,7 +1,10 @@
 from django.contrib import admin, messages
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
 from orders.models import Order, OrderCreditNote, OrderLine, Product, TimelineEntry
+from orders.services import order_retry_stuck
+from outbox.models import FailedDelivery, OutboxEvent
 
 
 @admin.register(Product)
@@ -49,19 +52,88 @@ class StuckFilter(admin.SimpleListFilter):
 
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
-    list_display = ("number", "email", "status", "total", "currency", "created_at", "stuck_since")
+    list_display = (
+        "number",
+        "email",
+        "status",
+        "total",
+        "currency",
+        "created_at",
+        "last_progress_at",
+        "stuck_since",
+    )
     list_filter = ("status", StuckFilter)
     search_fields = ("number", "id", "email", "invoice_number", "tracking_number")
     date_hierarchy = "created_at"
     inlines = (OrderLineInline, CreditNoteInline, TimelineInline)
-    readonly_fields = [f.name for f in Order._meta.fields if f.name not in ()]
+    readonly_fields = ["delivery_failures", "unpublished_events"] + [
+        f.name for f in Order._meta.fields
+    ]
+    actions = ("retry_stuck_step", "clear_stuck")
 
     def has_add_permission(self, request):
         return False
+
+    @admin.display(description="Failed deliveries (cause)")
+    def delivery_failures(self, order: Order):
+        failures = FailedDelivery.objects.filter(
+            aggregate_id=str(order.id), resolved_at__isnull=True
+        ).order_by("first_failed_at")
+        if not failures:
+            return "None"
+        return format_html(
+            "<ul>{}</ul>",
+            format_html_join(
+                "",
+                "<li><strong>{} &larr; {}</strong> ({} attempt(s), last {}):"
+                "<br><code>{}</code></li>",
+                (
+                    (f.subscriber, f.event_type, f.attempts, f.last_failed_at, f.last_error)
+                    for f in failures
+                ),
+            ),
+        )
+
+    @admin.display(description="Unpublished outbox events")
+    def unpublished_events(self, order: Order):
+        events = (
+            OutboxEvent.objects.filter(aggregate_id=str(order.id))
+            .exclude(status=OutboxEvent.Status.PUBLISHED)
+            .order_by("id")
+        )
+        if not events:
+            return "None"
+        return format_html(
+            "<ul>{}</ul>",
+            format_html_join(
+                "",
+                "<li>{} ({}, {} attempt(s)) {}</li>",
+                ((e.type, e.status, e.attempts, e.last_error) for e in events),
+            ),
+        )
+
+    @admin.action(description="Retry the stuck step (redeliver failures, republish events)")
+    def retry_stuck_step(self, request, queryset):
+        redelivered = rearmed = nothing = 0
+        for order in queryset.order_by("pk"):
+            result = order_retry_stuck(order_id=order.pk)
+            redelivered += result.redelivered
+            rearmed += result.rearmed
+            nothing += not result.anything
+        self.message_user(
+            request,
+            f"{redelivered} failed delivery(ies) sent again, {rearmed} outbox event(s) due now.",
+            messages.SUCCESS,
+        )
+        if nothing:
+            self.message_user(
+                request,
+                f"{nothing} order(s) had nothing to retry: look at the dead-letter queues and "
+                "the worker logs for their order id.",
+                messages.WARNING,
+            )
 
     @admin.action(description="Clear the stuck flag (after fixing the cause)")
     def clear_stuck(self, request, queryset):
         count = queryset.update(stuck_since=None, last_progress_at=timezone.now())
         self.message_user(request, f"{count} order(s) unflagged.", messages.SUCCESS)
-
-    actions = ("clear_stuck",)

@@ -1,6 +1,13 @@
+import re
+
 from django import forms
+from django.contrib.auth import get_user_model
+from django.contrib.auth.forms import UserCreationForm
 
 from orders.countries import country_choices
+
+POSTAL_CODE_RE = re.compile(r"^[A-Z0-9][A-Z0-9 -]{1,9}$")
+PAYMENT_METHOD_RE = re.compile(r"^pm_[A-Za-z0-9_]+$")
 
 
 class AddToCartForm(forms.Form):
@@ -8,17 +15,78 @@ class AddToCartForm(forms.Form):
     quantity = forms.IntegerField(min_value=1, max_value=1000, initial=1)
 
 
+class CartUpdateForm(forms.Form):
+    """Quantity 0 removes the line; negative and non-numbers are refused."""
+
+    sku = forms.CharField(max_length=32)
+    quantity = forms.IntegerField(
+        min_value=0,
+        max_value=1000,
+        error_messages={
+            "invalid": "Quantity must be a whole number.",
+            "min_value": "Quantity cannot be negative.",
+            "max_value": "At most 1000 of one product.",
+            "required": "Enter a quantity.",
+        },
+    )
+
+
 class CheckoutForm(forms.Form):
-    TEST_CARDS = [
-        ("pm_card_visa", "Visa test card (pays)"),
-        ("pm_card_chargeCustomerFail", "Declined test card"),
-    ]
-    email = forms.EmailField()
-    name = forms.CharField(max_length=200)
-    line1 = forms.CharField(max_length=200, label="Address")
-    line2 = forms.CharField(max_length=200, required=False, label="Address line 2")
-    city = forms.CharField(max_length=100)
-    postal_code = forms.CharField(max_length=20)
-    country = forms.ChoiceField(choices=country_choices, initial="DE")
-    payment_method = forms.CharField(max_length=255, widget=forms.Select(choices=TEST_CARDS))
-    checkout_token = forms.CharField(widget=forms.HiddenInput)
+    email = forms.EmailField(widget=forms.EmailInput(attrs={"autocomplete": "email"}))
+    name = forms.CharField(
+        max_length=200, label="Full name", widget=forms.TextInput(attrs={"autocomplete": "name"})
+    )
+    line1 = forms.CharField(
+        max_length=200,
+        label="Address",
+        widget=forms.TextInput(attrs={"autocomplete": "address-line1"}),
+    )
+    line2 = forms.CharField(
+        max_length=200,
+        required=False,
+        label="Address line 2 (optional)",
+        widget=forms.TextInput(attrs={"autocomplete": "address-line2"}),
+    )
+    city = forms.CharField(
+        max_length=100, widget=forms.TextInput(attrs={"autocomplete": "address-level2"})
+    )
+    postal_code = forms.CharField(
+        max_length=20,
+        label="Postal code",
+        widget=forms.TextInput(attrs={"autocomplete": "postal-code"}),
+    )
+    country = forms.ChoiceField(
+        choices=country_choices,
+        initial="DE",
+        widget=forms.Select(attrs={"autocomplete": "country"}),
+    )
+    # Filled in the browser by Stripe.js (createPaymentMethod): only the PaymentMethod id reaches
+    # this server, never card data.
+    payment_method = forms.CharField(
+        max_length=255,
+        required=False,
+        widget=forms.HiddenInput,
+    )
+    checkout_token = forms.CharField(max_length=64, widget=forms.HiddenInput)
+
+    def clean_postal_code(self) -> str:
+        value = " ".join(self.cleaned_data["postal_code"].upper().split())
+        if not POSTAL_CODE_RE.match(value):
+            raise forms.ValidationError("Enter a valid postal code (letters, digits, spaces).")
+        return value
+
+    def clean_payment_method(self) -> str:
+        value = self.cleaned_data["payment_method"].strip()
+        if not value:
+            raise forms.ValidationError("Enter your card details.")
+        if not PAYMENT_METHOD_RE.match(value):
+            raise forms.ValidationError("The card could not be read; enter it again.")
+        return value
+
+
+class SignUpForm(UserCreationForm):
+    email = forms.EmailField(help_text="Order confirmations are sent here.")
+
+    class Meta(UserCreationForm.Meta):
+        model = get_user_model()
+        fields = ("username", "email")

@@ -40,4 +40,13 @@ def order_for_viewer(*, order_id, user, token: str | None) -> Order | None:
 
 
 def orders_of_customer(*, user) -> QuerySet[Order]:
-    return Order.objects.filter(customer=user).order_by("-created_at")
+    return Order.objects.filter(customer=user).prefetch_related("lines").order_by("-created_at")
+
+
+def order_for_checkout_token(*, token: str) -> Order | None:
+    """The order a storefront checkout form (its one-time token) already placed, if any."""
+    return Order.objects.filter(idempotency_key=checkout_idempotency_key(token)).first()
+
+
+def checkout_idempotency_key(token: str) -> str:
+    return f"storefront-checkout:{token}"

@@ -25,6 +25,9 @@ from orders.models import (
 )
 from orders.tokens import order_link
 from outbox import publish
+from outbox.models import FailedDelivery, OutboxEvent
+from outbox.registry import get_subscriber
+from outbox.tasks import deliver
 
 logger = logging.getLogger(__name__)
 
@@ -277,11 +280,38 @@ def order_record_invoice(
     _timeline(order, "invoice_issued", {"number": number, "total": str(order.total)})
 
 
+# Facts only move forward too: a late or duplicated event never overwrites a later fact (a
+# payment.action_required delivered after payment.succeeded must not show "complete payment").
+PAYMENT_STATUS_RANK = {
+    "": 0,
+    "pending": 1,
+    "action_required": 2,
+    "succeeded": 3,
+    "failed": 3,
+    "partially_refunded": 4,
+    "refunded": 5,
+}
+SHIPMENT_STATUS_RANK = {"": 0, "created": 1, "failed": 2, "delivered": 2}
+
+
+def _is_forward(ranks: dict[str, int], current: str, new: str) -> bool:
+    return ranks.get(new, 0) > ranks.get(current, 0)
+
+
 @transaction.atomic
 def order_record_payment(
     *, order_id, status: str, message: str = "", client_secret: str = ""
-) -> None:
+) -> bool:
+    """Record what billing reported about the payment. Returns False for a stale fact."""
     order = _lock(order_id)
+    if not _is_forward(PAYMENT_STATUS_RANK, order.payment_status, status):
+        logger.info(
+            "order %s: ignored stale payment fact %s (now %s)",
+            order.id,
+            status,
+            order.payment_status,
+        )
+        return False
     order.payment_status = status
     order.payment_message = message[:500]
     update = ["payment_status", "payment_message", "updated_at"]
@@ -293,12 +323,15 @@ def order_record_payment(
     if message:
         detail["message"] = message
     _timeline(order, "payment", detail)
+    return True
 
 
 @transaction.atomic
 def order_record_refund(*, order_id, amount: Decimal, full: bool, reason: str = "") -> None:
     order = _lock(order_id)
     order.refunded_amount = quantize(order.refunded_amount + Decimal(amount))
+    # A partial refund reported after the full one does not un-refund the order.
+    full = full or order.payment_status == "refunded"
     order.payment_status = "refunded" if full else "partially_refunded"
     order.save(update_fields=["refunded_amount", "payment_status", "updated_at"])
     _timeline(order, "refund", {"amount": str(quantize(amount)), "reason": reason})
@@ -307,8 +340,17 @@ def order_record_refund(*, order_id, amount: Decimal, full: bool, reason: str = 
 @transaction.atomic
 def order_record_shipment(
     *, order_id, status: str, carrier: str = "", tracking_number: str = "", reason: str = ""
-) -> None:
+) -> bool:
+    """Record what shipping reported. Returns False for a stale fact (nothing changes)."""
     order = _lock(order_id)
+    if not _is_forward(SHIPMENT_STATUS_RANK, order.shipment_status, status):
+        logger.info(
+            "order %s: ignored stale shipment fact %s (now %s)",
+            order.id,
+            status,
+            order.shipment_status,
+        )
+        return False
     order.shipment_status = status
     update = ["shipment_status", "updated_at"]
     if carrier:
@@ -322,6 +364,7 @@ def order_record_shipment(
     if reason:
         detail["reason"] = reason
     _timeline(order, "shipment", detail)
+    return True
 
 
 @transaction.atomic
@@ -351,3 +394,57 @@ def orders_flag_stuck() -> int:
         .filter(last_progress_at__lt=stuck_cutoff(), stuck_since__isnull=True)
         .update(stuck_since=timezone.now())
     )
+
+
+@dataclass(frozen=True)
+class RetryResult:
+    redelivered: int
+    rearmed: int
+
+    @property
+    def anything(self) -> bool:
+        return bool(self.redelivered or self.rearmed)
+
+
+@transaction.atomic
+def order_retry_stuck(*, order_id) -> RetryResult:
+    """Retry the step an order is stuck on: send every unresolved failed delivery of its events to
+    the subscriber again (after commit), and make its unpublished outbox events due now. The
+    inbox keeps this safe: a step that did complete in the meantime is not run twice."""
+    order = _lock(order_id)
+    key = str(order.id)
+    failures = list(
+        FailedDelivery.objects.filter(aggregate_id=key, resolved_at__isnull=True).order_by("id")
+    )
+    for failure in failures:
+        queue = get_subscriber(failure.subscriber).queue
+        transaction.on_commit(
+            lambda f=failure, q=queue: deliver.apply_async(
+                kwargs={"subscriber": f.subscriber, "event": f.envelope}, queue=q
+            )
+        )
+    rearmed = (
+        OutboxEvent.objects.filter(aggregate_id=key)
+        .exclude(status=OutboxEvent.Status.PUBLISHED)
+        .update(next_attempt_at=timezone.now())
+    )
+    result = RetryResult(redelivered=len(failures), rearmed=rearmed)
+    order.stuck_since = None
+    order.last_progress_at = timezone.now()
+    order.save(update_fields=["stuck_since", "last_progress_at", "updated_at"])
+    _timeline(
+        order,
+        TimelineEntry.Type.NOTE,
+        {
+            "message": "Operator retried the stuck step.",
+            "redelivered": [f"{f.subscriber} <- {f.event_type}" for f in failures],
+            "rearmed_events": rearmed,
+        },
+    )
+    logger.info(
+        "order %s: retry of the stuck step, %s redelivery(ies), %s event(s) re-armed",
+        order.id,
+        result.redelivered,
+        result.rearmed,
+    )
+    return result

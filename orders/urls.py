@@ -13,4 +13,7 @@ urlpatterns = [
     path("checkout/", views.checkout, name="checkout"),
     path("orders/<uuid:order_id>/", views.order_detail, name="order-detail"),
     path("orders/<uuid:order_id>/status.json", views.order_status, name="order-status"),
+    # Next to Django's auth views under accounts/ (chargeflow/urls.py includes them first).
+    path("accounts/signup/", views.signup, name="signup"),
+    path("accounts/orders/", views.account_orders, name="account-orders"),
 ]

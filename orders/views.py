@@ -6,122 +6,216 @@ import hashlib
 import json
 import secrets
 
+from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from chargeflow.errors import ApplicationError
-from orders import cart, selectors
-from orders.forms import AddToCartForm, CheckoutForm
+from orders import cart, presenters, selectors
+from orders.forms import AddToCartForm, CartUpdateForm, CheckoutForm, SignUpForm
 from orders.models import Product
 from orders.serializers import OrderSerializer
-from orders.services import CartItem, order_checkout
+from orders.services import CartItem, OutOfStockError, order_checkout
 from orders.tokens import order_access_token
+
+PLACED_ORDERS_KEY = "placed_orders"
+
+
+# --- Catalog -----------------------------------------------------------------------------------
 
 
 def product_list(request):
-    search = request.GET.get("q", "").strip()
+    search = request.GET.get("q", "").strip()[:100]
     page = Paginator(selectors.product_list(search=search), 12).get_page(request.GET.get("page"))
     return render(request, "orders/product_list.html", {"page": page, "q": search})
 
 
 def product_detail(request, sku: str):
     product = get_object_or_404(Product, sku=sku, is_active=True)
-    return render(request, "orders/product_detail.html", {"product": product})
+    in_cart = cart.cart_get(request.session).get(product.sku, 0)
+    return render(request, "orders/product_detail.html", {"product": product, "in_cart": in_cart})
+
+
+# --- Cart --------------------------------------------------------------------------------------
 
 
 @require_POST
 def cart_add(request):
     form = AddToCartForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Choose a quantity of at least 1.")
+        messages.error(request, "Choose a quantity between 1 and 1000.")
         return redirect("orders:cart")
     product = Product.objects.filter(sku=form.cleaned_data["sku"], is_active=True).first()
     if product is None:
-        messages.error(request, "That product does not exist.")
+        messages.error(request, "That product does not exist (any more).")
         return redirect("orders:product-list")
-    cart.cart_add(request.session, product.sku, form.cleaned_data["quantity"])
-    messages.success(request, f"{product.name} added to your cart.")
+    if product.stock == 0:
+        messages.error(request, f"{product.name} is out of stock.")
+        return redirect("orders:product-detail", sku=product.sku)
+    quantity = cart.cart_add(request.session, product.sku, form.cleaned_data["quantity"])
+    if quantity > product.stock:
+        cart.cart_set(request.session, product.sku, product.stock)
+        messages.warning(
+            request,
+            f"Only {product.stock} of {product.name} in stock: your cart holds all of them.",
+        )
+    else:
+        messages.success(request, f"{product.name} added to your cart.")
     return redirect("orders:cart")
 
 
 @require_POST
 def cart_update(request):
-    sku = request.POST.get("sku", "")
-    try:
-        quantity = int(request.POST.get("quantity", ""))
-    except ValueError:
-        messages.error(request, "Quantity must be a whole number.")
+    form = CartUpdateForm(request.POST)
+    if not form.is_valid():
+        for errors in form.errors.values():
+            for error in errors:
+                messages.error(request, error)
         return redirect("orders:cart")
-    if quantity < 0:
-        messages.error(request, "Quantity cannot be negative.")
+    sku, quantity = form.cleaned_data["sku"], form.cleaned_data["quantity"]
+    if sku not in cart.cart_get(request.session):
+        messages.error(request, "That product is not in your cart.")
         return redirect("orders:cart")
-    cart.cart_set(request.session, sku, quantity)
+    product = Product.objects.filter(sku=sku).first()
+    if quantity == 0 or product is None:
+        cart.cart_set(request.session, sku, 0)
+        messages.info(request, f"{product.name if product else sku} removed from your cart.")
+    elif quantity > product.stock:
+        cart.cart_set(request.session, sku, product.stock)
+        messages.warning(request, f"Only {product.stock} of {product.name} left.")
+    else:
+        cart.cart_set(request.session, sku, quantity)
+        messages.success(request, "Cart updated.")
     return redirect("orders:cart")
 
 
+def _lines_with_notices(request):
+    lines, gone = cart.cart_lines(request.session)
+    for sku in gone:
+        messages.warning(request, f"A product ({sku}) is no longer sold and left your cart.")
+    return lines
+
+
+@never_cache
 def cart_view(request):
-    lines = cart.cart_lines(request.session)
-    for line in lines:
-        if not line.available:
-            messages.warning(
-                request,
-                f"Only {line.product.stock} of {line.product.name} left: lower the quantity.",
-            )
+    lines = _lines_with_notices(request)
     return render(
-        request, "orders/cart.html", {"lines": lines, "subtotal": cart.cart_subtotal(lines)}
+        request,
+        "orders/cart.html",
+        {
+            "lines": lines,
+            "totals": cart.cart_totals(lines),
+            "blocked": any(line.problem for line in lines),
+        },
     )
 
 
+# --- Checkout ----------------------------------------------------------------------------------
+
+
+def _fingerprint(data: dict, items: list[CartItem]) -> str:
+    payload = {"form": data, "items": [item.__dict__ for item in items]}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _order_url(order) -> str:
+    url = reverse("orders:order-detail", args=[order.id])
+    return f"{url}?token={order_access_token(order.id)}"
+
+
+def _new_form(request) -> CheckoutForm:
+    initial = {"checkout_token": secrets.token_urlsafe(24)}
+    if request.user.is_authenticated:
+        initial["email"] = request.user.email
+    return CheckoutForm(initial=initial)
+
+
+def _refreshed(form: CheckoutForm) -> CheckoutForm:
+    """The same answers in a new form with a new token (the card is entered again)."""
+    data = form.data.copy()
+    data["checkout_token"] = secrets.token_urlsafe(24)
+    data["payment_method"] = ""
+    refreshed = CheckoutForm(data)
+    refreshed.is_valid()
+    refreshed.errors.pop("payment_method", None)
+    return refreshed
+
+
+@never_cache
 def checkout(request):
-    lines = cart.cart_lines(request.session)
+    if request.method == "POST":
+        # A form that already placed its order (double click, back button, reload of the POST):
+        # show that order instead of placing a second one.
+        token = request.POST.get("checkout_token", "")
+        placed = selectors.order_for_checkout_token(token=token) if token else None
+        if placed and str(placed.id) in request.session.get(PLACED_ORDERS_KEY, []):
+            messages.info(request, f"Order {placed.number} was already placed with this form.")
+            return redirect(_order_url(placed))
+    lines = _lines_with_notices(request)
     if not lines:
         messages.info(request, "Your cart is empty.")
         return redirect("orders:product-list")
-    if request.method == "POST":
-        form = CheckoutForm(request.POST)
-        if form.is_valid():
-            data = form.cleaned_data
-            items = [CartItem(sku=line.product.sku, quantity=line.quantity) for line in lines]
-            fingerprint = hashlib.sha256(
-                json.dumps(
-                    {"form": {k: v for k, v in data.items()}, "items": [i.__dict__ for i in items]},
-                    sort_keys=True,
-                ).encode()
-            ).hexdigest()
-            try:
-                order, _ = order_checkout(
-                    email=data["email"],
-                    shipping_address={
-                        k: data[k]
-                        for k in ("name", "line1", "line2", "city", "postal_code", "country")
-                    },
-                    items=items,
-                    payment_method=data["payment_method"],
-                    customer=request.user if request.user.is_authenticated else None,
-                    idempotency_key=f"checkout:{data['checkout_token']}",
-                    fingerprint=fingerprint,
-                )
-            except ApplicationError as exc:
-                messages.error(request, exc.message)
-                form = CheckoutForm(initial={**data, "checkout_token": secrets.token_urlsafe(24)})
-            else:
-                cart.cart_clear(request.session)
-                url = reverse("orders:order-detail", args=[order.id])
-                return redirect(f"{url}?token={order_access_token(order.id)}")
-    else:
-        initial = {"checkout_token": secrets.token_urlsafe(24)}
-        if request.user.is_authenticated:
-            initial["email"] = request.user.email
-        form = CheckoutForm(initial=initial)
+    problems = [line.problem for line in lines if line.problem]
+    form = CheckoutForm(request.POST) if request.method == "POST" else _new_form(request)
+    if request.method == "POST" and form.is_valid() and not problems:
+        data = form.cleaned_data
+        items = [CartItem(sku=line.product.sku, quantity=line.quantity) for line in lines]
+        try:
+            order, _created = order_checkout(
+                email=data["email"],
+                shipping_address={
+                    k: data[k] for k in ("name", "line1", "line2", "city", "postal_code", "country")
+                },
+                items=items,
+                payment_method=data["payment_method"],
+                customer=request.user if request.user.is_authenticated else None,
+                idempotency_key=selectors.checkout_idempotency_key(data["checkout_token"]),
+                fingerprint=_fingerprint(data, items),
+            )
+        except OutOfStockError as exc:
+            messages.error(request, f"Sorry: {exc.message} Nothing was charged.")
+            lines = _lines_with_notices(request)
+            problems = [line.problem for line in lines if line.problem]
+            form = _refreshed(form)
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+            form = _refreshed(form)
+        else:
+            cart.cart_clear(request.session)
+            placed_ids = request.session.get(PLACED_ORDERS_KEY, [])[-19:]
+            request.session[PLACED_ORDERS_KEY] = [*placed_ids, str(order.id)]
+            messages.success(request, f"Thank you! Order {order.number} is placed.")
+            return redirect(_order_url(order))
+    elif request.method == "POST" and form.is_valid():
+        form = _refreshed(form)
+    elif request.method == "POST" and form.errors.keys() - {"payment_method"}:
+        # Field errors: the card is entered again with the corrected form.
+        form.data = form.data.copy()
+        form.data["payment_method"] = ""
     return render(
         request,
         "orders/checkout.html",
-        {"form": form, "lines": lines, "subtotal": cart.cart_subtotal(lines)},
+        {
+            "form": form,
+            "lines": lines,
+            "totals": cart.cart_totals(lines),
+            "problems": problems,
+            "stripe_js_url": settings.STRIPE_JS_URL,
+            "stripe_publishable_key": settings.STRIPE_PUBLISHABLE_KEY,
+        },
     )
+
+
+# --- Orders ------------------------------------------------------------------------------------
 
 
 def _viewable_order(request, order_id):
@@ -133,13 +227,70 @@ def _viewable_order(request, order_id):
     return order
 
 
+def _live_context(request, order) -> dict:
+    token = request.GET.get("token", "")
+    return {
+        "order": order,
+        "token": token,
+        "steps": presenters.order_steps(order),
+        "timeline": presenters.timeline_rows(order),
+        "payment_action": order.status == order.Status.ACTION_REQUIRED
+        and bool(order.payment_client_secret),
+        "stripe_js_url": settings.STRIPE_JS_URL,
+        "stripe_publishable_key": settings.STRIPE_PUBLISHABLE_KEY,
+    }
+
+
+@never_cache
 def order_detail(request, order_id):
     order = _viewable_order(request, order_id)
-    token = request.GET.get("token", "")
-    return render(request, "orders/order_detail.html", {"order": order, "token": token})
+    return render(request, "orders/order_detail.html", _live_context(request, order))
 
 
+@never_cache
 def order_status(request, order_id):
-    """The order as JSON, polled by the order page to update itself."""
+    """The order as JSON, polled by the order page to update itself: the API representation
+    plus the rendered live part of the page (one template for both, no rendering in JS)."""
     order = _viewable_order(request, order_id)
-    return JsonResponse(OrderSerializer(order, context={"request": request}).data)
+    context = _live_context(request, order)
+    data = OrderSerializer(order, context={"request": request}).data
+    return JsonResponse(
+        {
+            **data,
+            "status_label": order.get_status_display(),
+            "final": order.is_final,
+            "payment_client_secret": order.payment_client_secret
+            if context["payment_action"]
+            else None,
+            "html": render_to_string("orders/_order_live.html", context, request=request),
+        }
+    )
+
+
+# --- Accounts ----------------------------------------------------------------------------------
+
+
+@never_cache
+def signup(request):
+    if request.user.is_authenticated:
+        return redirect("orders:account-orders")
+    form = SignUpForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        # login() rotates the session key and keeps the session's data: the cart stays.
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        messages.success(request, f"Welcome, {user.username}! Your account is ready.")
+        target = request.POST.get("next", "")
+        if not url_has_allowed_host_and_scheme(
+            target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        ):
+            target = reverse("orders:product-list")
+        return redirect(target)
+    return render(request, "registration/signup.html", {"form": form})
+
+
+@login_required
+def account_orders(request):
+    orders = selectors.orders_of_customer(user=request.user)
+    page = Paginator(orders, 20).get_page(request.GET.get("page"))
+    return render(request, "orders/account_orders.html", {"page": page})

@@ -1,53 +1,79 @@
-// Polls the order's status JSON and updates the page until the order reaches a final status.
+// The order page updates itself: it polls the order's status JSON, swaps in the server-rendered
+// live part, and stops when the order reaches a final status. When the bank asks for it
+// (3-D Secure), "Complete payment" runs Stripe.js confirmCardPayment with the client secret.
 (function () {
   "use strict";
   const live = document.getElementById("order-live");
-  const statusEl = document.getElementById("order-status");
-  if (!live || !statusEl) return;
-  const FINAL = ["delivered", "cancelled", "refunded"];
-  const LABELS = {
-    placed: "Placed", invoiced: "Invoiced", action_required: "Payment action required",
-    paid: "Paid", shipped: "Shipped", delivered: "Delivered", cancelled: "Cancelled", refunded: "Refunded",
-  };
-  function describe(entry) {
-    const d = entry.detail || {};
-    if (entry.type === "status_changed") return "status " + (d.from || "—") + " → " + d.to;
-    if (entry.type === "email_sent") return "email sent: " + d.kind;
-    return entry.type + " " + JSON.stringify(d);
+  if (!live) return;
+  let paying = false;
+  let delay = 1000;
+
+  function isFinal() {
+    const status = document.getElementById("order-status");
+    return status && status.dataset.final === "true";
   }
-  function render(order) {
-    statusEl.textContent = LABELS[order.status] || order.status;
-    statusEl.dataset.status = order.status;
-    const token = new URL(live.dataset.url, location.href).searchParams.get("token") || "";
-    if (order.totals) document.getElementById("order-total").textContent =
-      "Total " + order.totals.total + " " + order.totals.currency;
-    if (order.invoice) {
-      const p = document.getElementById("order-invoice");
-      p.textContent = "Invoice ";
-      const a = document.createElement("a");
-      a.href = order.invoice.pdf_url + "?token=" + encodeURIComponent(token);
-      a.textContent = order.invoice.number + " (PDF)";
-      p.appendChild(a);
-    }
-    if (order.shipment && order.shipment.tracking_number) document.getElementById("order-tracking").textContent =
-      "Tracking: " + order.shipment.carrier + " " + order.shipment.tracking_number;
-    const list = document.getElementById("order-timeline");
-    list.replaceChildren(...order.timeline.map(function (entry) {
-      const li = document.createElement("li");
-      li.textContent = new Date(entry.at).toLocaleTimeString() + " — " + describe(entry);
-      return li;
-    }));
-  }
+
   async function poll() {
-    try {
-      const response = await fetch(live.dataset.url, { headers: { Accept: "application/json" } });
-      if (response.ok) {
-        const order = await response.json();
-        render(order);
-        if (FINAL.includes(order.status)) return;
+    if (!paying) {
+      try {
+        const response = await fetch(live.dataset.url, {
+          headers: { Accept: "application/json" },
+          credentials: "same-origin",
+          cache: "no-store",
+        });
+        if (response.ok) {
+          const order = await response.json();
+          if (!paying) live.innerHTML = order.html;
+          delay = 1000;
+          if (order.final) return;
+        } else {
+          delay = Math.min(delay * 2, 15000);
+        }
+      } catch (e) {
+        delay = Math.min(delay * 2, 15000);  // network blip: back off, try again
       }
-    } catch (e) { /* network blip: try again */ }
-    setTimeout(poll, 1500);
+    }
+    setTimeout(poll, delay);
   }
-  if (!FINAL.includes(statusEl.dataset.status)) setTimeout(poll, 1000);
+
+  function loadStripe() {
+    if (typeof Stripe !== "undefined") return Promise.resolve();
+    return new Promise(function (resolve, reject) {
+      const script = document.createElement("script");
+      script.src = live.dataset.stripeJs;
+      script.onload = resolve;
+      script.onerror = reject;
+      document.head.appendChild(script);
+    });
+  }
+
+  live.addEventListener("click", async function (event) {
+    const button = event.target.closest("#complete-payment");
+    if (!button || paying) return;
+    const error = document.getElementById("payment-action-error");
+    paying = true;
+    button.disabled = true;
+    button.textContent = "Waiting for your bank…";
+    error.textContent = "";
+    try {
+      await loadStripe();
+      const stripe = Stripe(live.dataset.stripeKey);
+      const result = await stripe.confirmCardPayment(button.dataset.clientSecret);
+      if (result.error) {
+        error.textContent = result.error.message || "The payment was not confirmed.";
+        button.disabled = false;
+        button.textContent = "Try again";
+      } else {
+        button.textContent = "Confirmed: updating your order…";
+      }
+    } catch (e) {
+      error.textContent = "Stripe could not be loaded. Check your connection and try again.";
+      button.disabled = false;
+      button.textContent = "Complete payment";
+    } finally {
+      paying = false;
+    }
+  });
+
+  if (!isFinal()) setTimeout(poll, delay);
 })();
