@@ -103,7 +103,6 @@ def catalog(db):
 @pytest.fixture(scope="session")
 def sqs():
     """moto's server on a free port, with the project's queues and dead-letter queues."""
-    from chargeflow.celery import app
     from outbox.sqs import ensure_queues, sqs_client
 
     port = free_port()
@@ -115,8 +114,7 @@ def sqs():
     try:
         wait_for_http(f"http://127.0.0.1:{port}/moto-api/")
         url = f"sqs://test:test@127.0.0.1:{port}"
-        settings.CELERY_BROKER_URL = url
-        app.conf.broker_url = url
+        settings.CELERY_BROKER_URL = url  # Celery reads it from Django settings
         client = sqs_client()
         ensure_queues(client)
         yield SqsEndpoint(url=url, port=port, client=client)

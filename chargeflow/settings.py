@@ -199,6 +199,7 @@ REST_FRAMEWORK = {
 # --- Shop ------------------------------------------------------------------------------------
 SHOP_NAME = env("SHOP_NAME", "ChargeFlow Demo Shop")
 SHOP_CURRENCY = env("SHOP_CURRENCY", "EUR")
+SHOP_BRAND_COLOR = env("SHOP_BRAND_COLOR", "#0b6e4f")  # emails: header and buttons
 SHIPPING_FEE = Decimal(env("SHIPPING_FEE", "4.90"))
 FREE_SHIPPING_THRESHOLD = Decimal(env("FREE_SHIPPING_THRESHOLD", "100.00"))
 DEFAULT_TAX_RATE = Decimal(env("DEFAULT_TAX_RATE", "0.20"))
@@ -219,6 +220,8 @@ STRIPE_JS_URL = env(
 )
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", "whsec_chargeflow_local")
 STRIPE_TIMEOUT_SECONDS = env_int("STRIPE_TIMEOUT_SECONDS", 20)
+# An unfinished 3-D Secure authentication is cancelled (payment.failed) after this long.
+BILLING_ACTION_TIMEOUT_MINUTES = env_int("BILLING_ACTION_TIMEOUT_MINUTES", 30)
 
 # --- Shipping partner ------------------------------------------------------------------------
 SHIPPING_PARTNER_URL = env("SHIPPING_PARTNER_URL", "http://127.0.0.1:8430").rstrip("/")
@@ -317,6 +320,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": SHIPPING_POLL_SECONDS,
     },
     "notifications-send-due": {"task": "notifications.send_due_emails", "schedule": 30.0},
+    "billing-expire-actions": {"task": "billing.expire_actions", "schedule": 60.0},
 }
 
 # --- Outbox ----------------------------------------------------------------------------------

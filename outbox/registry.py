@@ -32,13 +32,18 @@ class Subscriber:
 _subscribers: dict[str, Subscriber] = {}
 
 
-def subscriber(event_type: str, *, name: str | None = None) -> Callable[[Handler], Handler]:
+def subscriber(
+    event_type: str, *, name: str | None = None, app: str | None = None
+) -> Callable[[Handler], Handler]:
+    """Register a handler for `event_type`, on the queue of its app (the handler's top package
+    unless `app` is given)."""
+
     def register(handler: Handler) -> Handler:
-        app = handler.__module__.split(".")[0]
+        app_name = app or handler.__module__.split(".")[0]
         sub = Subscriber(
-            name=name or f"{app}.{handler.__name__}",
+            name=name or f"{app_name}.{handler.__name__}",
             event_type=event_type,
-            app=app,
+            app=app_name,
             handler=handler,
         )
         existing = _subscribers.get(sub.name)

@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from billing.stripe_client import stripe_client
 from conftest import wait_until
-from orders.models import Order
+from orders.models import Order, Product
 
 pytestmark = pytest.mark.e2e
 
@@ -83,3 +83,34 @@ def test_order_reaches_shipped_through_real_workers(live_stack, catalog, stripe_
     assert len(messages) == len(kinds)
     assert {m["To"] for m in messages} == {"ada@example.com"}
     assert sum(1 for m in messages if list(m.iter_attachments())) == 1
+
+
+def test_declined_and_undeliverable_orders_end_in_a_terminal_status(live_stack, catalog, mailbox):
+    live_stack.start("relay")
+    live_stack.start("worker")
+    client = APIClient()
+    declined = place(client, key="e2e-declined", payment_method="pm_card_chargeCustomerFail")
+    undeliverable = place(client, key="e2e-undeliverable", postal_code="00000")
+
+    wait_until(
+        lambda: status_of(declined["id"]) == "cancelled"
+        and status_of(undeliverable["id"]) == "refunded",
+        timeout=120,
+        message="cancelled and refunded",
+    )
+    stock = {p.sku: p.stock for p in Product.objects.all()}
+    assert stock["LAPTOP-14"] == catalog["LAPTOP-14"].stock  # both reservations released
+    assert stock["MOUSE-01"] == catalog["MOUSE-01"].stock
+    for created in (declined, undeliverable):
+        order = client.get(
+            f"/api/v1/orders/{created['id']}/", HTTP_X_ORDER_TOKEN=created["access_token"]
+        ).json()
+        wait_until(
+            lambda o=created: Order.objects.get(pk=o["id"]).credit_notes.exists(),
+            timeout=30,
+            message="a credit note",
+        )
+    order = client.get(
+        f"/api/v1/orders/{undeliverable['id']}/", HTTP_X_ORDER_TOKEN=undeliverable["access_token"]
+    ).json()
+    assert order["payment"] == {"status": "refunded"}

@@ -1,0 +1,249 @@
+"""The outbox, the inbox and the relay, against the real database and the SQS emulator."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+from celery import Celery
+from django.db import connection, transaction
+from django.utils import timezone
+
+from chargeflow.celery import app
+from conftest import wait_until
+from outbox import Event, publish, subscriber
+from outbox.delivery import deliver
+from outbox.models import FailedDelivery, InboxMessage, OutboxEvent
+from outbox.relay import Relay, envelope_of
+from outbox.services import OutboxError, outbox_cleanup
+
+CALLS: list[tuple[str, str]] = []
+
+
+@subscriber("test.pinged", name="orders.test_ping_recorder", app="orders")
+def record_ping(event: Event) -> None:
+    """A test subscriber (registered under the orders queue) that records every call."""
+    CALLS.append((str(event.id), event.data.get("n")))
+    if event.data.get("slow"):
+        time.sleep(0.5)
+    if event.data.get("fail"):
+        raise RuntimeError("boom")
+
+
+@pytest.fixture(autouse=True)
+def _reset_calls():
+    CALLS.clear()
+
+
+def make_event(**data) -> dict:
+    return Event(
+        id=uuid.uuid4(),
+        type="test.pinged",
+        version=1,
+        occurred_at=timezone.now(),
+        aggregate_id="order-1",
+        correlation_id=uuid.uuid4(),
+        data=data,
+    ).to_envelope()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_publish_refuses_to_run_outside_a_transaction():
+    with pytest.raises(OutboxError, match=r"inside transaction\.atomic"):
+        publish("test.pinged", "order-1", {})
+    assert OutboxEvent.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_business_row_and_outbox_row_commit_or_roll_back_together(catalog):
+    from orders.models import Order
+    from orders.services import CartItem, order_checkout
+
+    address = {"name": "A", "line1": "B", "city": "C", "postal_code": "1", "country": "DE"}
+    with pytest.raises(RuntimeError, match="after the insert"), transaction.atomic():
+        order_checkout(
+            email="a@example.com",
+            shipping_address=address,
+            items=[CartItem("MOUSE-01", 1)],
+            payment_method="pm_card_visa",
+        )
+        assert Order.objects.count() == 1
+        assert OutboxEvent.objects.filter(type="order.placed").count() == 1
+        raise RuntimeError("an error after the insert")
+    assert Order.objects.count() == 0
+    assert OutboxEvent.objects.count() == 0
+
+    order, _ = order_checkout(
+        email="a@example.com",
+        shipping_address=address,
+        items=[CartItem("MOUSE-01", 1)],
+        payment_method="pm_card_visa",
+    )
+    event = OutboxEvent.objects.get(type="order.placed")
+    assert event.aggregate_id == str(order.id)
+    assert event.data["items"][0]["unit_price"] == "29.99"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_message_delivered_twice_is_handled_once():
+    envelope = make_event(n="1")
+    assert deliver(subscriber_name="orders.test_ping_recorder", envelope=envelope) is True
+    assert deliver(subscriber_name="orders.test_ping_recorder", envelope=envelope) is False
+    assert len(CALLS) == 1
+    assert InboxMessage.objects.filter(subscriber="orders.test_ping_recorder").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_subscriber_rolls_back_its_claim_and_is_recorded_for_operators():
+    envelope = make_event(n="1", fail=True)
+    with pytest.raises(RuntimeError):
+        deliver(subscriber_name="orders.test_ping_recorder", envelope=envelope)
+    assert InboxMessage.objects.count() == 0  # so the retry runs the handler again
+    failure = FailedDelivery.objects.get()
+    assert failure.aggregate_id == "order-1"
+    assert "RuntimeError: boom" in failure.last_error
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_duplicates_are_handled_once():
+    envelope = make_event(n="1", slow=True)
+    results = []
+
+    def worker():
+        try:
+            results.append(deliver(subscriber_name="orders.test_ping_recorder", envelope=envelope))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False, True]
+    assert len(CALLS) == 1
+
+
+def _messages(sqs, app_name: str) -> list[dict]:
+    """Drain a queue: every message body as the Celery task payload (kwargs)."""
+    out = []
+    while True:
+        batch = sqs.receive(app_name)
+        if not batch:
+            return out
+        url = sqs.client.get_queue_url(QueueName=f"chargeflow-{app_name}")["QueueUrl"]
+        for message in batch:
+            out.append(decode_task(message["Body"]))
+            sqs.client.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def decode_task(body: str) -> dict:
+    import base64
+
+    envelope = json.loads(base64.b64decode(body))
+    _args, kwargs, _ = json.loads(base64.b64decode(envelope["body"]))
+    return kwargs
+
+
+@pytest.mark.django_db(transaction=True)
+def test_relay_sends_one_message_per_subscriber_to_its_queue(sqs):
+    sqs.purge()
+    with transaction.atomic():
+        placed = publish("order.placed", "o-1", {"number": "CF-1"})
+        publish("test.pinged", "o-1", {"n": "x"})
+    assert Relay(app).run_once() == 2
+
+    for row in OutboxEvent.objects.all():
+        assert row.status == OutboxEvent.Status.PUBLISHED
+        assert row.published_at is not None
+    # order.placed goes to invoicing, billing, shipping and notifications; test.pinged to orders.
+    for queue in ("invoicing", "billing", "shipping", "notifications"):
+        (task,) = _messages(sqs, queue)
+        assert task["event"]["id"] == str(placed.event_id)
+        assert task["subscriber"].startswith(queue + ".")
+    (ping,) = _messages(sqs, "orders")
+    assert ping["subscriber"] == "orders.test_ping_recorder"
+    assert Relay(app).run_once() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_relay_records_a_failed_publish_and_backs_off(sqs, settings):
+    with transaction.atomic():
+        publish("test.pinged", "o-1", {"n": "x"})
+    # A broker that refuses connections (nothing listens on port 9).
+    broken = Celery("broken", broker="redis://127.0.0.1:9/0", set_as_current=False)
+    broken.conf.task_publish_retry = False
+    Relay(broken).run_once()
+    row = OutboxEvent.objects.get()
+    assert row.status == OutboxEvent.Status.FAILING
+    assert row.attempts == 1
+    assert row.last_error
+    assert row.next_attempt_at > timezone.now()
+    assert Relay(app).run_once() == 0  # not due yet: backoff
+    OutboxEvent.objects.update(next_attempt_at=timezone.now())
+    assert Relay(app).run_once() == 1
+    assert OutboxEvent.objects.get().status == OutboxEvent.Status.PUBLISHED
+
+
+@pytest.mark.postgres
+@pytest.mark.e2e
+def test_relay_killed_mid_batch_and_restarted_loses_nothing(live_stack, sqs):
+    total = 150
+    with transaction.atomic():
+        ids = {
+            str(publish("email.sent", f"o-{i}", {"kind": "x", "order_id": "x"}).event_id)
+            for i in range(total)
+        }
+
+    def published() -> int:
+        return OutboxEvent.objects.filter(status=OutboxEvent.Status.PUBLISHED).count()
+
+    live_stack.start("relay", extra_env={"OUTBOX_RELAY_BATCH_SIZE": "10"})
+    wait_until(lambda: published() >= 20, timeout=60, interval=0.05, message="a first batch")
+    live_stack.kill("relay")  # SIGKILL: no chance to finish the batch in flight
+    assert published() < total
+    live_stack.start("relay", extra_env={"OUTBOX_RELAY_BATCH_SIZE": "50"})
+    wait_until(lambda: published() == total, timeout=120, message="every event published")
+
+    seen = [task["event"]["id"] for task in _messages(sqs, "orders")]
+    assert set(seen) == ids  # nothing lost; a few may have been sent twice, the inbox absorbs it
+
+
+@pytest.mark.django_db
+def test_cleanup_removes_published_events_and_inbox_rows_past_retention():
+    old = timezone.now() - timedelta(days=30)
+    OutboxEvent.objects.create(type="a", aggregate_id="1", status="published", published_at=old)
+    OutboxEvent.objects.create(type="a", aggregate_id="2")  # unpublished: kept whatever its age
+    OutboxEvent.objects.create(
+        type="a", aggregate_id="3", status="published", published_at=timezone.now()
+    )
+    InboxMessage.objects.create(
+        event_id=uuid.uuid4(), subscriber="s", event_type="a", aggregate_id="1", handled_at=old
+    )
+    assert outbox_cleanup() == (1, 1)
+    assert sorted(OutboxEvent.objects.values_list("aggregate_id", flat=True)) == ["2", "3"]
+
+
+@pytest.mark.django_db
+def test_envelope_carries_the_correlation_id_of_the_event_being_handled():
+    from outbox.events import handling
+
+    cause = Event.from_envelope(make_event(n="1"))
+    with transaction.atomic(), handling(cause):
+        child = publish("test.pinged", "order-1", {"n": "2"})
+    assert child.correlation_id == cause.correlation_id
+    envelope = envelope_of(child)
+    assert set(envelope) == {
+        "id",
+        "type",
+        "version",
+        "occurred_at",
+        "aggregate_id",
+        "correlation_id",
+        "data",
+    }
