@@ -1,5 +1,3 @@
-from decimal import Decimal
-
 from billing import services
 from outbox import Event, subscriber
 
@@ -13,6 +11,8 @@ def on_order_placed(event: Event) -> None:
         email=data["email"],
         payment_method=data["payment_method"],
         currency=data["currency"],
+        items=data["items"],
+        order_url=data.get("order_url") or "",
     )
 
 
@@ -22,7 +22,7 @@ def on_invoice_issued(event: Event) -> None:
     services.payment_charge(
         order_id=event.aggregate_id,
         invoice_number=data["number"],
-        amount=Decimal(data["totals"]["total"]),
+        totals=data["totals"],
         currency=data["currency"],
     )
 

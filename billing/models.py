@@ -28,8 +28,11 @@ class Payment(models.Model):
 
     order_id = models.UUIDField(unique=True)
     order_number = models.CharField(max_length=16)
+    order_url = models.CharField(max_length=500, blank=True)
     email = models.EmailField()
     payment_method = models.CharField(max_length=255)
+    # From order.placed: the sum of the line totals, which the invoice's subtotal must equal.
+    expected_subtotal_minor = models.PositiveBigIntegerField(null=True, blank=True)
     customer = models.ForeignKey(StripeCustomer, null=True, blank=True, on_delete=models.PROTECT)
     currency = models.CharField(max_length=3)
     invoice_number = models.CharField(max_length=32, blank=True)
@@ -40,6 +43,7 @@ class Payment(models.Model):
     idempotency_key = models.CharField(max_length=255, blank=True)
     failure_code = models.CharField(max_length=100, blank=True)
     failure_message = models.CharField(max_length=500, blank=True)
+    action_expires_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -47,9 +51,22 @@ class Payment(models.Model):
 
     class Meta:
         ordering = ("-created_at",)
+        indexes = [
+            models.Index(
+                fields=["action_expires_at"],
+                condition=models.Q(status="action_required"),
+                name="payment_action_expiry_idx",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.order_number} {self.status}"
+
+    @property
+    def refundable_minor(self) -> int:
+        if self.status not in (self.Status.SUCCEEDED, self.Status.PARTIALLY_REFUNDED):
+            return 0
+        return (self.amount_minor or 0) - self.refunded_minor
 
 
 class Refund(models.Model):
@@ -78,3 +95,19 @@ class Refund(models.Model):
 
     def __str__(self) -> str:
         return f"refund {self.amount_minor} of {self.payment.order_number}"
+
+
+class StripeEvent(models.Model):
+    """A webhook event received from Stripe: its id is the deduplication key."""
+
+    event_id = models.CharField(max_length=255, unique=True)
+    type = models.CharField(max_length=100)
+    object_id = models.CharField(max_length=255, blank=True)
+    order_id = models.UUIDField(null=True, blank=True, db_index=True)
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ("-received_at",)
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.event_id}"

@@ -11,5 +11,6 @@ urlpatterns = [
     path("api/v1/", include("billing.api_urls")),
     path("billing/", include("billing.urls")),
     path("notifications/", include("notifications.urls")),
+    path("anymail/", include("anymail.urls")),  # ESP tracking webhooks (notifications)
     path("", include("orders.urls")),
 ]

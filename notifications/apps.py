@@ -6,4 +6,4 @@ class NotificationsConfig(AppConfig):
     verbose_name = "Notifications"
 
     def ready(self) -> None:
-        from notifications import handlers  # noqa: F401
+        from notifications import handlers, signals  # noqa: F401

@@ -17,31 +17,79 @@ class OrderContact(models.Model):
 
 
 class EmailLog(models.Model):
-    """Every email sent to a customer: at most one per order and kind."""
+    """Every email to a customer: at most one per order and kind, whatever the redeliveries.
+
+    Its attempts (first send, retries, admin resends) are `EmailAttempt` rows."""
 
     class Status(models.TextChoices):
-        SENDING = "sending"
-        SENT = "sent"
-        DELIVERED = "delivered"
-        BOUNCED = "bounced"
-        FAILED = "failed"
+        PENDING = "pending", "Pending (retry or resend due)"
+        SENT = "sent", "Sent"
+        DELIVERED = "delivered", "Delivered"
+        BOUNCED = "bounced", "Bounced"
+        COMPLAINED = "complained", "Marked as spam"
+        FAILED = "failed", "Failed (gave up)"
 
     order_id = models.UUIDField(db_index=True)
     kind = models.CharField(max_length=40)
     recipient = models.EmailField()
     subject = models.CharField(max_length=255)
+    # What the email is rendered from, so that a retry or a resend can render it again.
+    context = models.JSONField(default=dict, blank=True)
+    attachments = models.JSONField(default=list, blank=True)
     provider = models.CharField(max_length=100, blank=True)
     message_id = models.CharField(max_length=255, blank=True, db_index=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SENDING)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    resend_requested_by = models.CharField(max_length=150, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ("-created_at",)
         constraints = [
             models.UniqueConstraint(fields=["order_id", "kind"], name="email_once_per_order_kind")
         ]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=models.Q(status="pending"),
+                name="email_pending_due_idx",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} to {self.recipient} ({self.status})"
+
+
+class EmailAttempt(models.Model):
+    """One try at sending an email: the first, a retry after a failure, or a forced resend."""
+
+    class Status(models.TextChoices):
+        SENT = "sent"
+        FAILED = "failed"
+
+    log = models.ForeignKey(EmailLog, on_delete=models.CASCADE, related_name="attempt_rows")
+    number = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices)
+    forced = models.BooleanField(default=False, help_text="An admin resend.")
+    requested_by = models.CharField(max_length=150, blank=True)
+    provider = models.CharField(max_length=100, blank=True)
+    message_id = models.CharField(max_length=255, blank=True, db_index=True)
+    error = models.TextField(blank=True)
+    # The provider's last word on it, from its tracking webhook (delivered, bounced, ...).
+    tracking_event = models.CharField(max_length=32, blank=True)
+    tracking_detail = models.TextField(blank=True)
+    tracking_at = models.DateTimeField(null=True, blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("log", "number")
+        constraints = [
+            models.UniqueConstraint(fields=["log", "number"], name="email_attempt_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.log.kind} attempt {self.number} ({self.status})"
