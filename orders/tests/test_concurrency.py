@@ -1,0 +1,104 @@
+"""Real concurrency on PostgreSQL: threads with their own connections race for the same rows."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.urls import reverse
+
+from orders.models import Order, Product
+from orders.services import CartItem, OutOfStockError, order_checkout
+from orders.tests.factories import ADDRESS, ProductFactory
+from orders.tests.test_storefront import CHECKOUT, add, checkout_token
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def _race(n: int, work):
+    barrier = threading.Barrier(n)
+
+    def run(i):
+        try:
+            barrier.wait(timeout=10)
+            return work(i)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        return list(pool.map(run, range(n)))
+
+
+@pytest.mark.parametrize("customers", [2, 8])
+def test_racing_for_the_last_unit_gives_one_order_and_clear_out_of_stock(customers):
+    product = ProductFactory(stock=1, name="Last One")
+
+    def buy(i):
+        try:
+            order, _ = order_checkout(
+                email=f"c{i}@example.com",
+                shipping_address=ADDRESS,
+                items=[CartItem(sku=product.sku, quantity=1)],
+                payment_method="pm_card_visa",
+            )
+            return order.id
+        except OutOfStockError as exc:
+            return exc.message
+
+    results = _race(customers, buy)
+
+    orders = [r for r in results if not isinstance(r, str)]
+    refusals = [r for r in results if isinstance(r, str)]
+    assert len(orders) == 1
+    assert refusals == ["Not enough stock for: Last One."] * (customers - 1)
+    assert Product.objects.get(pk=product.pk).stock == 0
+    assert Order.objects.count() == 1
+
+
+def test_many_buyers_of_many_units_never_oversell():
+    a = ProductFactory(stock=5)
+    b = ProductFactory(stock=7)
+
+    def buy(i):
+        # Opposite lock orders in the request (b before a for odd i): no deadlock either.
+        items = [CartItem(sku=a.sku, quantity=1), CartItem(sku=b.sku, quantity=2)]
+        try:
+            order_checkout(
+                email="x@example.com",
+                shipping_address=ADDRESS,
+                items=items if i % 2 else items[::-1],
+                payment_method="pm_card_visa",
+            )
+            return True
+        except OutOfStockError:
+            return False
+
+    results = _race(10, buy)
+
+    assert sum(results) == 3  # b runs out after 3 orders of 2
+    assert Product.objects.get(pk=a.pk).stock == 2
+    assert Product.objects.get(pk=b.pk).stock == 1
+    assert Order.objects.count() == 3
+
+
+def test_concurrent_double_submit_of_one_checkout_form_places_one_order(catalog):
+    browser = Client()
+    add(browser, "MOUSE-01", 2)
+    token = checkout_token(browser)
+    cookies = browser.cookies
+    form = {**CHECKOUT, "checkout_token": token}
+
+    def submit(_i):
+        tab = Client()
+        tab.cookies = cookies  # the same browser session, two requests in flight
+        return tab.post(reverse("orders:checkout"), form)
+
+    responses = _race(4, submit)
+
+    assert Order.objects.count() == 1
+    assert {r.status_code for r in responses} == {302}
+    assert len({r["Location"] for r in responses}) == 1
+    assert Product.objects.get(sku="MOUSE-01").stock == catalog["MOUSE-01"].stock - 2

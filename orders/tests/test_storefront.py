@@ -1,0 +1,392 @@
+"""The storefront through Django's test client: catalog, cart edge cases, checkout (form errors,
+double submit, back button), accounts and order pages."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+
+from orders.models import Order, Product
+from orders.tests.factories import ProductFactory
+
+pytestmark = pytest.mark.django_db
+
+CHECKOUT = {
+    "email": "ada@example.com",
+    "name": "Ada Lovelace",
+    "line1": "12 Analytical Row",
+    "line2": "",
+    "city": "London",
+    "postal_code": "n1 9gu",
+    "country": "GB",
+    "payment_method": "pm_card_visa",
+}
+
+
+def add(client, sku: str, quantity=1):
+    return client.post(reverse("orders:cart-add"), {"sku": sku, "quantity": quantity}, follow=True)
+
+
+def update(client, sku: str, quantity):
+    return client.post(
+        reverse("orders:cart-update"), {"sku": sku, "quantity": quantity}, follow=True
+    )
+
+
+def cart_of(client) -> dict[str, int]:
+    return dict(client.session.get("cart", {}))
+
+
+def checkout_token(client) -> str:
+    page = client.get(reverse("orders:checkout")).content.decode()
+    return re.search(r'name="checkout_token" value="([^"]+)"', page).group(1)
+
+
+def messages_of(response) -> list[str]:
+    return [str(m) for m in response.context["messages"]]
+
+
+# --- Catalog ----------------------------------------------------------------------------------
+
+
+def test_catalog_lists_pages_and_searches(client, catalog):
+    first = client.get("/")
+    assert first.status_code == 200
+    assert "Page 1 of 2" in first.content.decode()
+    assert client.get("/?page=2").status_code == 200
+    found = client.get("/", {"q": "lap"}).content.decode()
+    assert "Laptop" in found and "Laptop Stand" in found and "Mouse" not in found
+    assert "No products match" in client.get("/", {"q": "zzz"}).content.decode()
+
+
+def test_product_page_shows_price_and_low_stock(client, catalog):
+    page = client.get(reverse("orders:product-detail", args=["LAMP-01"])).content.decode()
+    assert "49.99 EUR" in page
+    assert "Only 3 left" in page
+    assert client.get(reverse("orders:product-detail", args=["NOPE"])).status_code == 404
+
+
+# --- Cart -------------------------------------------------------------------------------------
+
+
+def test_cart_add_change_and_remove(client, catalog):
+    add(client, "LAPTOP-14")
+    add(client, "MOUSE-01", 2)
+    response = update(client, "MOUSE-01", 3)
+    assert cart_of(client) == {"LAPTOP-14": 1, "MOUSE-01": 3}
+    page = response.content.decode()
+    assert "1089.96 EUR" in page  # 999.99 + 3 x 29.99, free shipping over the threshold
+    response = update(client, "LAPTOP-14", 0)
+    assert cart_of(client) == {"MOUSE-01": 3}
+    assert "Laptop removed from your cart." in messages_of(response)
+
+
+def test_cart_refuses_unknown_products(client, catalog):
+    response = add(client, "NO-SUCH-SKU")
+    assert "That product does not exist (any more)." in messages_of(response)
+    assert cart_of(client) == {}
+    response = update(client, "NO-SUCH-SKU", 2)
+    assert "That product is not in your cart." in messages_of(response)
+    assert cart_of(client) == {}
+
+
+@pytest.mark.parametrize(
+    ("quantity", "message"),
+    [
+        ("-1", "Quantity cannot be negative."),
+        ("abc", "Quantity must be a whole number."),
+        ("", "Enter a quantity."),
+        ("1001", "At most 1000 of one product."),
+    ],
+)
+def test_cart_update_refuses_bad_quantities(client, catalog, quantity, message):
+    add(client, "MOUSE-01", 2)
+    response = update(client, "MOUSE-01", quantity)
+    assert message in messages_of(response)
+    assert cart_of(client) == {"MOUSE-01": 2}
+
+
+@pytest.mark.parametrize("quantity", ["0", "-3", "x"])
+def test_cart_add_refuses_quantities_below_one(client, catalog, quantity):
+    response = add(client, "MOUSE-01", quantity)
+    assert "Choose a quantity between 1 and 1000." in messages_of(response)
+    assert cart_of(client) == {}
+
+
+def test_cart_caps_quantities_at_the_stock(client, catalog):
+    response = add(client, "LAMP-01", 5)
+    assert cart_of(client) == {"LAMP-01": 3}
+    assert "Only 3 of Desk Lamp in stock: your cart holds all of them." in messages_of(response)
+    response = update(client, "LAMP-01", 7)
+    assert cart_of(client) == {"LAMP-01": 3}
+    assert "Only 3 of Desk Lamp left." in messages_of(response)
+
+
+def test_out_of_stock_product_cannot_be_added(client):
+    product = ProductFactory(stock=0, name="Gone Thing")
+    response = add(client, product.sku)
+    assert "Gone Thing is out of stock." in messages_of(response)
+    assert cart_of(client) == {}
+
+
+def test_cart_says_so_when_a_product_runs_out_while_in_it(client, catalog):
+    add(client, "LAMP-01", 2)
+    Product.objects.filter(sku="LAMP-01").update(stock=1)
+    page = client.get(reverse("orders:cart")).content.decode()
+    assert "Only 1 of Desk Lamp left: lower the quantity to check out." in page
+    assert "Fix the lines marked above to check out." in page
+    Product.objects.filter(sku="LAMP-01").update(stock=0)
+    page = client.get(reverse("orders:cart")).content.decode()
+    assert "Desk Lamp is out of stock: remove it to check out." in page
+    # Checkout refuses it too, with the same words, and places nothing.
+    token = checkout_token(client)
+    response = client.post(reverse("orders:checkout"), {**CHECKOUT, "checkout_token": token})
+    assert response.status_code == 200
+    assert "Desk Lamp is out of stock" in response.content.decode()
+    assert Order.objects.count() == 0
+
+
+def test_a_deleted_product_leaves_the_cart_with_a_message(client):
+    product = ProductFactory(stock=5)
+    add(client, product.sku)
+    sku = product.sku
+    product.delete()
+    response = client.get(reverse("orders:cart"), follow=True)
+    assert f"A product ({sku}) is no longer sold and left your cart." in messages_of(response)
+    assert cart_of(client) == {}
+
+
+# --- Checkout ---------------------------------------------------------------------------------
+
+
+def test_checkout_places_the_order_and_shows_its_page(client, catalog):
+    add(client, "LAPTOP-14")
+    add(client, "MOUSE-01", 2)
+    token = checkout_token(client)
+    response = client.post(reverse("orders:checkout"), {**CHECKOUT, "checkout_token": token})
+    order = Order.objects.get()
+    assert response.status_code == 302
+    assert response["Location"].startswith(f"/orders/{order.id}/?token=")
+    assert order.ship_postal_code == "N1 9GU"
+    assert order.payment_method == "pm_card_visa"
+    assert [(li.sku, li.quantity) for li in order.lines.all()] == [
+        ("LAPTOP-14", 1),
+        ("MOUSE-01", 2),
+    ]
+    assert Product.objects.get(sku="LAPTOP-14").stock == catalog["LAPTOP-14"].stock - 1
+    assert cart_of(client) == {}
+    page = client.get(response["Location"]).content.decode()
+    assert f"Order {order.number}" in page and "Placed" in page
+
+
+def test_checkout_form_errors_are_shown_next_to_the_fields(client, catalog):
+    add(client, "MOUSE-01")
+    token = checkout_token(client)
+    bad = {
+        **CHECKOUT,
+        "email": "not-an-email",
+        "postal_code": "",
+        "country": "XX",
+        "city": "",
+        "payment_method": "",
+        "checkout_token": token,
+    }
+    response = client.post(reverse("orders:checkout"), bad)
+    assert response.status_code == 200
+    page = response.content.decode()
+    for field, text in [
+        ("email", "Enter a valid email address."),
+        ("postal_code", "This field is required."),
+        ("country", "Select a valid choice. XX is not one of the available choices."),
+        ("city", "This field is required."),
+    ]:
+        assert re.search(rf'id="id_{field}-error">{re.escape(text)}<', page), field
+    assert "Enter your card details." in page
+    assert Order.objects.count() == 0
+    # A postal code that is no postal code.
+    response = client.post(
+        reverse("orders:checkout"), {**CHECKOUT, "postal_code": "!!", "checkout_token": token}
+    )
+    assert "Enter a valid postal code" in response.content.decode()
+    assert Order.objects.count() == 0
+
+
+def test_card_data_is_never_accepted_only_a_payment_method_id(client, catalog):
+    add(client, "MOUSE-01")
+    token = checkout_token(client)
+    response = client.post(
+        reverse("orders:checkout"),
+        {**CHECKOUT, "payment_method": "4242424242424242", "checkout_token": token},
+    )
+    assert "The card could not be read; enter it again." in response.content.decode()
+    assert Order.objects.count() == 0
+
+
+def test_checkout_page_loads_stripe_js_from_the_setting(client, catalog, settings):
+    settings.STRIPE_JS_URL = "https://js.example.test/v3/"
+    add(client, "MOUSE-01")
+    page = client.get(reverse("orders:checkout")).content.decode()
+    assert '<script src="https://js.example.test/v3/"></script>' in page
+    assert 'id="card-element"' in page
+    assert f'data-stripe-key="{settings.STRIPE_PUBLISHABLE_KEY}"' in page
+
+
+def test_double_submit_and_back_button_place_one_order(client, catalog):
+    add(client, "MOUSE-01", 2)
+    token = checkout_token(client)
+    form = {**CHECKOUT, "checkout_token": token}
+    first = client.post(reverse("orders:checkout"), form)
+    # The same form again: a double click, a reload of the POST, or back + submit.
+    second = client.post(reverse("orders:checkout"), form)
+    third = client.post(reverse("orders:checkout"), form, follow=True)
+    order = Order.objects.get()
+    assert first["Location"] == second["Location"]
+    assert third.redirect_chain[-1][0] == first["Location"]
+    assert f"Order {order.number} was already placed with this form." in messages_of(third)
+    assert Product.objects.get(sku="MOUSE-01").stock == catalog["MOUSE-01"].stock - 2
+
+
+def test_same_token_from_another_session_with_the_same_cart_gets_the_same_order(client, catalog):
+    """Two requests of one double click can race: the second one, not yet seeing the first's
+    session, still gets the first's order (same key, same request) and no second order."""
+    from django.test import Client
+
+    add(client, "MOUSE-01")
+    token = checkout_token(client)
+    other = Client()
+    add(other, "MOUSE-01")
+    form = {**CHECKOUT, "checkout_token": token}
+    first = client.post(reverse("orders:checkout"), form)
+    second = other.post(reverse("orders:checkout"), form)
+    assert Order.objects.count() == 1
+    assert first["Location"] == second["Location"]
+
+
+def test_out_of_stock_at_checkout_is_a_clear_message(client):
+    product = ProductFactory(stock=2, name="Rare Thing")
+    add(client, product.sku, 2)
+    token = checkout_token(client)
+    Product.objects.filter(pk=product.pk).update(stock=1)
+    response = client.post(reverse("orders:checkout"), {**CHECKOUT, "checkout_token": token})
+    page = response.content.decode()
+    assert "Only 1 of Rare Thing left" in page
+    assert Order.objects.count() == 0
+    assert Product.objects.get(pk=product.pk).stock == 1
+
+
+def test_empty_cart_checkout_goes_back_to_the_catalog(client, catalog):
+    response = client.get(reverse("orders:checkout"), follow=True)
+    assert "Your cart is empty." in messages_of(response)
+
+
+def test_every_form_needs_a_csrf_token(catalog):
+    from django.test import Client
+
+    strict = Client(enforce_csrf_checks=True)
+    assert strict.post(reverse("orders:cart-add"), {"sku": "MOUSE-01"}).status_code == 403
+    assert strict.post(reverse("orders:checkout"), CHECKOUT).status_code == 403
+    assert strict.post(reverse("orders:signup"), {}).status_code == 403
+
+
+# --- Order page -------------------------------------------------------------------------------
+
+
+def _place(client) -> tuple[Order, str]:
+    add(client, "MOUSE-01")
+    token = checkout_token(client)
+    response = client.post(reverse("orders:checkout"), {**CHECKOUT, "checkout_token": token})
+    return Order.objects.get(), response["Location"]
+
+
+def test_order_page_and_status_json_need_the_token(client, catalog):
+    order, url = _place(client)
+    from django.test import Client
+
+    stranger = Client()
+    assert stranger.get(f"/orders/{order.id}/").status_code == 404
+    assert stranger.get(f"/orders/{order.id}/?token=wrong").status_code == 404
+    assert stranger.get(url).status_code == 200
+    status = stranger.get(url.replace("/?token=", "/status.json?token="))
+    assert status.status_code == 200
+    data = status.json()
+    assert data["status"] == "placed" and data["final"] is False
+    assert 'data-status="placed"' in data["html"]
+    assert data["payment_client_secret"] is None
+
+
+def test_order_page_shows_complete_payment_when_the_bank_asks(client, catalog):
+    order, url = _place(client)
+    Order.objects.filter(pk=order.pk).update(
+        status="action_required", payment_client_secret="pi_1_secret_abc"
+    )
+    page = client.get(url).content.decode()
+    assert 'id="complete-payment"' in page and 'data-client-secret="pi_1_secret_abc"' in page
+    data = client.get(url.replace("/?token=", "/status.json?token=")).json()
+    assert data["payment_client_secret"] == "pi_1_secret_abc"
+
+
+def test_order_page_explains_a_declined_card(client, catalog):
+    order, url = _place(client)
+    Order.objects.filter(pk=order.pk).update(
+        status="cancelled", payment_status="failed", payment_message="Your card was declined."
+    )
+    page = client.get(url).content.decode()
+    assert "Your payment was declined: Your card was declined." in page
+    assert "Nothing was charged" in page
+
+
+# --- Accounts ---------------------------------------------------------------------------------
+
+
+def test_signup_logs_in_and_keeps_the_cart(client, catalog):
+    add(client, "MOUSE-01", 2)
+    response = client.post(
+        reverse("orders:signup"),
+        {
+            "username": "grace",
+            "email": "grace@example.com",
+            "password1": "a-long-unusual-pass-42",
+            "password2": "a-long-unusual-pass-42",
+        },
+        follow=True,
+    )
+    assert response.context["user"].username == "grace"
+    assert cart_of(client) == {"MOUSE-01": 2}
+
+
+def test_login_rotates_the_session_and_keeps_the_cart(client, catalog):
+    get_user_model().objects.create_user("grace", "grace@example.com", "a-long-unusual-pass-42")
+    add(client, "MOUSE-01", 2)
+    before = client.session.session_key
+    response = client.post(
+        reverse("login"), {"username": "grace", "password": "a-long-unusual-pass-42"}
+    )
+    assert response.status_code == 302
+    assert client.session.session_key != before
+    assert cart_of(client) == {"MOUSE-01": 2}
+
+
+def test_order_history_lists_only_my_orders(client, catalog):
+    from orders.tests.factories import OrderFactory
+
+    user = get_user_model().objects.create_user("grace", "grace@example.com", "pw-long-enough-1")
+    client.force_login(user)
+    add(client, "MOUSE-01")
+    assert 'value="grace@example.com"' in client.get(reverse("orders:checkout")).content.decode()
+    order, _ = _place(client)
+    assert order.customer == user
+    someone_else = OrderFactory(email="someone@example.com")
+    page = client.get(reverse("orders:account-orders")).content.decode()
+    assert order.number in page
+    assert someone_else.number not in page
+    # The owner sees the order page without a token; nobody else does.
+    assert client.get(f"/orders/{order.id}/").status_code == 200
+    assert client.get(f"/orders/{someone_else.id}/").status_code == 404
+
+
+def test_order_history_needs_login(client):
+    response = client.get(reverse("orders:account-orders"))
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
