@@ -1,0 +1,97 @@
+"""Charging against localstripe: happy path, decline, amount check, crash recovery."""
+
+import pytest
+
+from billing import services
+from billing.models import Payment, StripeCustomer
+from billing.stripe_client import stripe_client
+from billing.tests.helpers import TOTALS, charge, events, intents_for, minor, prepare
+
+pytestmark = pytest.mark.django_db
+
+
+def test_happy_path_charges_the_invoice_total_once(stripe_server):
+    order_id = prepare()
+    payment = charge(order_id)
+    assert payment.status == Payment.Status.SUCCEEDED
+    (intent,) = intents_for(order_id)
+    assert intent.amount == minor(TOTALS["total"]) == payment.amount_minor
+    assert intent.status == "succeeded" and intent.id == payment.stripe_payment_intent_id
+    assert intent.customer == payment.customer.stripe_id
+    (succeeded,) = events("payment.succeeded", order_id)
+    assert succeeded.data["amount"] == TOTALS["total"]
+    # A second invoice.issued (another event id) charges nothing more.
+    charge(order_id)
+    assert len(intents_for(order_id)) == 1 and len(events("payment.succeeded", order_id)) == 1
+
+
+def test_the_stripe_customer_is_reused_per_email(stripe_server):
+    charge(prepare(email="grace@example.com"))
+    charge(prepare(email="grace@example.com"))
+    assert StripeCustomer.objects.filter(email="grace@example.com").count() == 1
+    found = stripe_client().v1.customers.list(params={"email": "grace@example.com"})
+    assert len(found.data) == 1
+
+
+def test_a_declined_card_ends_in_payment_failed_with_the_reason(stripe_server):
+    order_id = prepare(payment_method="pm_card_chargeCustomerFail")
+    payment = charge(order_id)
+    assert payment.status == Payment.Status.FAILED
+    (failed,) = events("payment.failed", order_id)
+    assert failed.data["code"] == payment.failure_code != ""
+    assert "declined" in failed.data["message"].lower()
+    assert len(intents_for(order_id)) == 1
+
+
+def test_an_invoice_that_does_not_match_the_order_is_refused_without_charging(stripe_server):
+    order_id = prepare()
+    wrong = {**TOTALS, "subtotal": "1000.00", "total": "1211.99"}
+    payment = charge(order_id, wrong)
+    assert (payment.status, payment.failure_code) == (Payment.Status.FAILED, "amount_mismatch")
+    assert intents_for(order_id) == []
+    assert events("payment.failed", order_id)
+    # Totals that do not add up are refused too.
+    other = prepare()
+    charge(other, {**TOTALS, "tax": "211.98"})
+    assert Payment.objects.get(order_id=other).failure_code == "amount_mismatch"
+
+
+def test_invoice_before_order_placed_is_retried_not_lost(stripe_server):
+    with pytest.raises(services.PaymentNotReady):
+        charge("7c9e6679-7425-40de-944b-e07fc1f90ae7")
+
+
+@pytest.mark.parametrize("crash_in", ["_apply_intent", "confirm"])
+def test_a_crash_after_the_stripe_call_leaves_one_payment_intent_after_retry(
+    stripe_server, monkeypatch, crash_in
+):
+    """The handler's transaction rolls back after Stripe answered (after create+confirm, or
+    after create only); the retry finds the intent at Stripe instead of making another."""
+    from django.db import transaction
+
+    order_id = prepare()
+    real_apply = services._apply_intent
+    real_confirm = stripe_client().v1.payment_intents.confirm
+
+    def crash(*args, **kwargs):
+        if crash_in == "confirm":
+            raise ConnectionError("worker killed before confirming")
+        real_apply(*args, **kwargs)
+        raise ConnectionError("worker killed before commit")
+
+    if crash_in == "confirm":
+        monkeypatch.setattr(stripe_client().v1.payment_intents, "confirm", crash)
+    else:
+        monkeypatch.setattr(services, "_apply_intent", crash)
+    with pytest.raises(ConnectionError), transaction.atomic():
+        charge(order_id)
+    assert Payment.objects.get(order_id=order_id).stripe_payment_intent_id == ""
+    assert len(intents_for(order_id)) == 1  # Stripe has it; we do not
+
+    monkeypatch.setattr(services, "_apply_intent", real_apply)
+    monkeypatch.setattr(stripe_client().v1.payment_intents, "confirm", real_confirm)
+    payment = charge(order_id)
+    (intent,) = intents_for(order_id)
+    assert payment.status == Payment.Status.SUCCEEDED
+    assert payment.stripe_payment_intent_id == intent.id and intent.status == "succeeded"
+    assert len(events("payment.succeeded", order_id)) == 1
