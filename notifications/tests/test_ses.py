@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+
 import boto3
 import pytest
 import requests
