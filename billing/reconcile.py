@@ -90,7 +90,7 @@ def reconcile_payments(*, repair: bool = False) -> list[Mismatch]:
 
         intent_id = payment.stripe_payment_intent_id or (theirs[0].id if theirs else "")
         if not intent_id:
-            if payment.status != Payment.Status.FAILED:
+            if payment.invoice_number and payment.status != Payment.Status.FAILED:
                 report(order_id, "no_intent", f"ours {payment.status}, none at Stripe")
             continue
         intent = client.v1.payment_intents.retrieve(intent_id)

@@ -13,12 +13,8 @@ def payment_amount(payment: Payment) -> Decimal | None:
 
 
 def payments_to_reconcile():
-    """Every payment that reached Stripe (or should have), oldest first."""
-    return (
-        Payment.objects.exclude(status=Payment.Status.PENDING, invoice_number="")
-        .select_related("customer")
-        .order_by("created_at")
-    )
+    """Every payment, oldest first (a pending one may have an intent our crash lost)."""
+    return Payment.objects.select_related("customer").order_by("created_at")
 
 
 def refunds_of(*, payment: Payment):
