@@ -233,8 +233,9 @@ SHIPPING_PARTNER_RETRIES = env_int("SHIPPING_PARTNER_RETRIES", 4)
 SHIPPING_PARTNER_BACKOFF_FACTOR = float(env("SHIPPING_PARTNER_BACKOFF_FACTOR", "0.5"))
 SHIPPING_PARTNER_BACKOFF_MAX = float(env("SHIPPING_PARTNER_BACKOFF_MAX", "8"))
 # Deliveries of payment.succeeded (each one a full in-call retry round) before a transient
-# partner failure fails the shipment (and the order is refunded). At most CELERY_TASK_MAX_RETRIES.
-SHIPPING_CREATE_MAX_ATTEMPTS = env_int("SHIPPING_CREATE_MAX_ATTEMPTS", 6)
+# partner failure fails the shipment (and the order is refunded): at most the runs Celery makes,
+# CELERY_TASK_MAX_RETRIES + 1 (check shipping.W001). 9: a partner outage of ~5-10 minutes.
+SHIPPING_CREATE_MAX_ATTEMPTS = env_int("SHIPPING_CREATE_MAX_ATTEMPTS", 9)
 SHIPPING_POLL_SECONDS = float(env("SHIPPING_POLL_SECONDS", "30"))
 
 # --- Email -----------------------------------------------------------------------------------
