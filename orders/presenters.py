@@ -46,8 +46,8 @@ def order_steps(order: Order) -> list[Step]:
     steps = []
     for rank, (key, label) in enumerate(STEPS):
         state = "done" if rank <= reached else "todo"
-        if rank == reached and not order.is_final and order.status != S.ACTION_REQUIRED:
-            state = "current"
+        if rank == reached + 1 and not order.is_final:
+            state = "current"  # what the order waits for now
         steps.append(Step(key=key, label=label, state=state))
     return steps
 

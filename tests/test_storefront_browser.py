@@ -1,0 +1,146 @@
+"""A customer in a real browser (Debian's Chromium through Playwright) against the live server, the
+real relay and Celery worker processes on the SQS emulator, localstripe (with its stand-in
+Stripe.js) and the shipping simulator. Screenshots of every step go to test-artifacts/."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+# Playwright's sync API keeps an asyncio loop running in this thread; Django's ORM refuses to run
+# in a thread with a running loop unless told it is safe (it is: the loop never runs ORM code).
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+from billing.stripe_client import stripe_client
+from orders.models import Order
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+
+VISA = "4242424242424242"
+DECLINED_ON_CHARGE = "4000000000000341"  # attaches fine, the charge is declined
+
+
+@pytest.fixture
+def shop(live_server, live_stack, stripe_server, settings, catalog):
+    """The live server with checkout pointed at localstripe's Stripe.js, and the pipeline's
+    processes running."""
+    settings.STRIPE_JS_URL = stripe_server.js_url
+    live_stack.start("relay")
+    live_stack.start("worker")
+    return live_server.url
+
+
+def fill_checkout(page, *, email: str, card: str) -> None:
+    page.fill("#id_email", email)
+    page.fill("#id_name", "Ada Lovelace")
+    page.fill("#id_line1", "12 Analytical Row")
+    page.fill("#id_postal_code", "N1 9GU")
+    page.fill("#id_city", "London")
+    page.select_option("#id_country", "GB")
+    card_element = page.locator("#card-element")
+    card_element.locator("input[placeholder=number]").fill(card)
+    card_element.locator("input[placeholder=exp_month]").fill("12")
+    card_element.locator("input[placeholder=exp_year]").fill("34")
+    card_element.locator("input[placeholder=cvc]").fill("123")
+    card_element.locator("input[placeholder=postal_code]").fill("N19GU")
+
+
+def record_posts_to_shop(page, base: str) -> list[str]:
+    """Every request body the browser sends to our server (card data must never be in one)."""
+    bodies: list[str] = []
+    page.on(
+        "request",
+        lambda request: bodies.append(request.post_data or "")
+        if request.url.startswith(base) and request.method == "POST"
+        else None,
+    )
+    return bodies
+
+
+def intents_of(order: Order) -> list:
+    return [
+        pi
+        for pi in stripe_client().v1.payment_intents.list(params={"limit": 100}).data
+        if pi.metadata.get("order_id") == str(order.id)
+    ]
+
+
+def test_guest_buys_two_products_and_watches_the_order_ship(shop, browser_page):
+    page = browser_page
+    posts = record_posts_to_shop(page, shop)
+
+    page.goto(shop + "/")
+    assert page.locator(".product").count() == 12
+    page.shot("catalog")
+
+    page.click("text=Laptop >> nth=0")
+    page.wait_for_selector("h1:has-text('Laptop')")
+    page.shot("product-page")
+    page.click("button:has-text('Add to cart')")
+    page.wait_for_selector(".message:has-text('Laptop added to your cart.')")
+
+    page.goto(shop + "/?q=mouse")
+    page.click("button[aria-label='Add Mouse to cart']")
+    page.fill("input[aria-label='Quantity of Mouse']", "2")
+    page.click("#line-MOUSE-01 button:has-text('Update')")
+    page.wait_for_selector(".message:has-text('Cart updated.')")
+    assert page.inner_text("#cart-subtotal") == "1059.97 EUR"
+    page.shot("cart")
+
+    page.click("a:has-text('Check out')")
+    fill_checkout(page, email="ada@example.com", card=VISA)
+    page.shot("checkout")
+    page.click("#place-order")
+    page.wait_for_url(re.compile(r"/orders/[0-9a-f-]{36}/\?token="))
+    page.shot("order-placed")
+
+    order = Order.objects.get(email="ada@example.com")
+    assert order.payment_method.startswith("pm_") and order.payment_method != "pm_card_visa"
+    assert [(li.sku, li.quantity) for li in order.lines.all()] == [
+        ("LAPTOP-14", 1),
+        ("MOUSE-01", 2),
+    ]
+    assert not any(VISA in body for body in posts), "card number reached our server"
+
+    # No reload from here on: the page updates itself while the pipeline runs.
+    navigations = []
+    page.on("framenavigated", lambda frame: navigations.append(frame.url))
+    page.wait_for_selector("#order-status[data-status='shipped']", timeout=75_000)
+    page.shot("order-shipped")
+    assert navigations == []
+    assert page.inner_text("#order-invoice").endswith("(PDF)")
+    order.refresh_from_db()
+    assert order.tracking_number and order.tracking_number in page.inner_text("#order-tracking")
+    assert page.locator(".step.done").count() == 4  # placed, invoiced, paid, shipped
+    assert page.inner_text(".step.current") == "Delivered"
+    assert "Payment received" in page.inner_text("#order-timeline")
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.shot("order-shipped-phone")
+
+    [intent] = intents_of(order)
+    assert intent.status == "succeeded"
+    assert intent.payment_method == order.payment_method
+
+
+def test_declined_card_is_explained_and_nothing_is_charged(shop, browser_page):
+    page = browser_page
+    page.goto(shop + "/products/MOUSE-01/")
+    page.click("button:has-text('Add to cart')")
+    page.click("a:has-text('Check out')")
+    fill_checkout(page, email="decline@example.com", card=DECLINED_ON_CHARGE)
+    page.click("#place-order")
+    page.wait_for_url(re.compile(r"/orders/[0-9a-f-]{36}/\?token="))
+
+    page.wait_for_selector("#order-status[data-status='cancelled']", timeout=60_000)
+    message = page.inner_text("#payment-problem")
+    page.shot("declined")
+    assert "Your payment was declined" in message
+    assert "Nothing was charged" in message
+
+    order = Order.objects.get(email="decline@example.com")
+    assert order.payment_status == "failed"
+    assert order.stock_released_at is not None
+    assert not [pi for pi in intents_of(order) if pi.status == "succeeded"]
