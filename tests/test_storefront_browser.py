@@ -144,3 +144,42 @@ def test_declined_card_is_explained_and_nothing_is_charged(shop, browser_page):
     assert order.payment_status == "failed"
     assert order.stock_released_at is not None
     assert not [pi for pi in intents_of(order) if pi.status == "succeeded"]
+
+
+def test_complete_payment_step_confirms_3d_secure_with_stripe_js(
+    live_server, transactional_db, stripe_server, settings, browser_page
+):
+    """The order page's "complete payment" step, against localstripe only (no workers): billing
+    reported `payment.action_required` with a client secret; the customer confirms in the page."""
+    from orders.tests.factories import ProductFactory, order_with_line
+    from orders.tokens import order_access_token
+
+    settings.STRIPE_JS_URL = stripe_server.js_url
+    client = stripe_client()
+    method = client.v1.payment_methods.create(
+        params={
+            "type": "card",
+            "card": {"number": "4000002500003155", "exp_month": 12, "exp_year": 2034, "cvc": "123"},
+        }
+    )
+    intent = client.v1.payment_intents.create(
+        params={"amount": 4187, "currency": "eur", "payment_method": method.id}
+    )
+    intent = client.v1.payment_intents.confirm(intent.id)
+    assert intent.status == "requires_action"
+    order = order_with_line(
+        product=ProductFactory(stock=3),
+        status=Order.Status.ACTION_REQUIRED,
+        payment_status="action_required",
+        payment_client_secret=intent.client_secret,
+    )
+
+    page = browser_page
+    page.goto(f"{live_server.url}/orders/{order.id}/?token={order_access_token(order.id)}")
+    page.shot("payment-action-required")
+    page.click("#complete-payment")
+    page.click("button:has-text('Complete authentication')")
+    page.wait_for_selector("#complete-payment:has-text('Confirmed')")
+    page.shot("payment-confirmed")
+
+    assert client.v1.payment_intents.retrieve(intent.id).status == "succeeded"
