@@ -15,6 +15,7 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 from billing.stripe_client import stripe_client
 from orders.models import Order
+from orders.tokens import order_access_token
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -67,7 +68,7 @@ def intents_of(order: Order) -> list:
     ]
 
 
-def test_guest_buys_two_products_and_watches_the_order_ship(shop, browser_page):
+def test_guest_buys_two_products_and_watches_the_order_ship(shop, browser_page, mailbox):
     page = browser_page
     posts = record_posts_to_shop(page, shop)
 
@@ -124,6 +125,11 @@ def test_guest_buys_two_products_and_watches_the_order_ship(shop, browser_page):
     assert intent.status == "succeeded"
     assert intent.payment_method == order.payment_method
 
+    # The guest's way back: a signed link to the order page in the confirmation email.
+    link = f"/orders/{order.id}/?token={order_access_token(order.id)}"
+    confirmation = next(m for m in mailbox.messages() if order.number in m["Subject"])
+    assert link in confirmation.get_body(("plain",)).get_content()
+
 
 def test_declined_card_is_explained_and_nothing_is_charged(shop, browser_page):
     page = browser_page
@@ -152,7 +158,6 @@ def test_complete_payment_step_confirms_3d_secure_with_stripe_js(
     """The order page's "complete payment" step, against localstripe only (no workers): billing
     reported `payment.action_required` with a client secret; the customer confirms in the page."""
     from orders.tests.factories import ProductFactory, order_with_line
-    from orders.tokens import order_access_token
 
     settings.STRIPE_JS_URL = stripe_server.js_url
     client = stripe_client()
