@@ -55,7 +55,8 @@ def mailbox(request):
     order = request.GET.get("order", "").strip()
     if order:
         entries = [entry for entry in entries if entry["order"] == order]
-    return render(request, "notifications/mailbox.html", {"messages": entries, "order": order})
+    # Not "messages": base.html renders that name as django.contrib.messages notices.
+    return render(request, "notifications/mailbox.html", {"emails": entries, "order": order})
 
 
 def mailbox_message(request, name: str):

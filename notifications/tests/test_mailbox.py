@@ -39,6 +39,12 @@ def test_list_detail_html_and_attachment(client, invoice_email):
     assert listing.status_code == 200
     for text in (b"Your invoice for order CF-000099", b"invoice_issued", b"invoice-INV-9.pdf"):
         assert text in listing.content
+    # The emails must not reach base.html's django.contrib.messages notices (the context name
+    # "messages" once collided with it and every email showed up as a raw dict in a notice box).
+    assert b"{'file_name'" not in listing.content
+    assert b"{&#x27;file_name&#x27;" not in listing.content  # the same, autoescaped
+    assert b'class="messages"' not in listing.content
+    assert b'<li class="message' not in listing.content
 
     filtered = client.get("/notifications/mailbox/?order=CF-000001")
     assert b"Your invoice for order" not in filtered.content
