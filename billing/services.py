@@ -36,7 +36,7 @@ from billing.models import Payment, Refund, StripeCustomer, StripeEvent
 from billing.stripe_client import stripe_client
 from chargeflow.errors import ApplicationError, ConflictError, NotFoundError
 from chargeflow.money import from_minor, to_minor
-from outbox import publish
+from outbox import RetryLater, publish
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ ACTION_SALT = "billing.payment-action"
 OPEN = (S.PENDING, S.PROCESSING, S.ACTION_REQUIRED)
 
 
-class PaymentNotReady(RuntimeError):
+class PaymentNotReady(RetryLater):
     """invoice.issued arrived before billing handled order.placed: raise, so it is retried."""
 
 

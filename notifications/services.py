@@ -34,7 +34,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from notifications.models import EmailAttempt, EmailLog, OrderContact
-from outbox import publish
+from outbox import RetryLater, publish
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,9 @@ def email_send(
     """Send the `kind` email of an order to its customer, once: the log row (unique per order and
     kind) is written and locked first; a row that exists already means nothing more to do here
     (a redelivery; a failed first attempt is the retry task's job)."""
-    contact = OrderContact.objects.get(order_id=order_id)
+    contact = OrderContact.objects.filter(order_id=order_id).first()
+    if contact is None:
+        raise RetryLater(f"order {order_id}: order.placed not handled here yet (no contact)")
     spec = KINDS[kind]
     log, created = EmailLog.objects.select_for_update().get_or_create(
         order_id=order_id,

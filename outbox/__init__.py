@@ -10,7 +10,7 @@ with transaction.atomic():
     publish("order.placed", order.id, {...})
 """
 
-from outbox.events import Event
+from outbox.events import Event, RetryLater
 from outbox.registry import subscriber
 
 
@@ -23,4 +23,4 @@ def publish(event_type, aggregate_id, data, *, version=1):
     )
 
 
-__all__ = ("Event", "publish", "subscriber")
+__all__ = ("Event", "RetryLater", "publish", "subscriber")

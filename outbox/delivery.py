@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db import transaction
 
-from outbox.events import Event, handling
+from outbox.events import Event, RetryLater, handling
 from outbox.registry import get_subscriber
 from outbox.services import delivery_failure_record, delivery_failure_resolve, inbox_claim
 
@@ -34,6 +34,15 @@ def deliver(*, subscriber_name: str, envelope: dict[str, Any]) -> bool:
                 )
                 return False
             sub.handler(event)
+    except RetryLater as exc:
+        logger.info(
+            "%s not ready for %s on order %s, will retry: %s",
+            sub.name,
+            event.type,
+            event.aggregate_id,
+            exc,
+        )
+        raise
     except Exception as exc:
         logger.exception(
             "subscriber %s failed on %s %s (order %s)",

@@ -44,6 +44,12 @@ class Event:
         )
 
 
+class RetryLater(Exception):
+    """Raised by a handler whose event arrived before what it depends on (e.g. invoice.issued
+    before this app handled order.placed: SQS does not keep order). Retried soon; logged quietly
+    for the first few attempts instead of as a failure."""
+
+
 # The event being handled right now, so that events published by a handler carry its
 # correlation id (one id follows an order through the whole pipeline).
 current_event: ContextVar[Event | None] = ContextVar("current_event", default=None)

@@ -8,25 +8,39 @@ from celery import shared_task
 from django.conf import settings
 
 from outbox import delivery
-from outbox.services import outbox_cleanup
+from outbox.events import Event, RetryLater
+from outbox.services import delivery_failure_record, outbox_cleanup
+
+# A RetryLater (an event ahead of what it depends on) is retried quickly and quietly this many
+# times; after that it is recorded as a failed delivery like any other error.
+QUIET_RETRIES = 3
 
 
 def backoff_seconds(retries: int) -> int:
-    """Exponential backoff with full jitter, capped: 2, 4, 8 … seconds, at most the cap."""
+    """Exponential backoff with jitter, capped: about 2, 4, 8 … seconds, at most the cap."""
     ceiling = min(settings.CELERY_RETRY_BACKOFF_MAX, 2 ** (retries + 1))
     return max(1, int(random.uniform(ceiling / 2, ceiling)))
 
 
 @shared_task(bind=True, name="outbox.deliver", max_retries=None)
 def deliver(self, subscriber: str, event: dict) -> bool:
+    retries = self.request.retries
     try:
         return delivery.deliver(subscriber_name=subscriber, envelope=event)
+    except RetryLater as exc:
+        if retries >= QUIET_RETRIES:
+            delivery_failure_record(
+                event=Event.from_envelope(event), subscriber=subscriber, error=f"not ready: {exc}"
+            )
+        if retries >= settings.CELERY_TASK_MAX_RETRIES:
+            raise
+        raise self.retry(exc=exc, countdown=min(1 + retries, 10)) from exc
     except Exception as exc:
-        if self.request.retries >= settings.CELERY_TASK_MAX_RETRIES:
+        if retries >= settings.CELERY_TASK_MAX_RETRIES:
             # Not acknowledged (acks_on_failure_or_timeout=False): SQS redelivers it until the
             # queue's RedrivePolicy moves it to the dead-letter queue.
             raise
-        raise self.retry(exc=exc, countdown=backoff_seconds(self.request.retries)) from exc
+        raise self.retry(exc=exc, countdown=backoff_seconds(retries)) from exc
 
 
 @shared_task(name="outbox.cleanup")

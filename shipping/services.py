@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from outbox import publish
+from outbox import RetryLater, publish
 from shipping import client
 from shipping.models import OPEN_STATUSES, Shipment
 
@@ -46,7 +46,9 @@ def shipment_create(*, order_id: str, attempt: int = 1) -> Shipment:
     - a configuration failure (401/403: our API key) always raises: never refund a customer for
       our own mistake. The order stays paid, the cause shows under failed deliveries.
     """
-    shipment = Shipment.objects.select_for_update().get(order_id=order_id)
+    shipment = Shipment.objects.select_for_update().filter(order_id=order_id).first()
+    if shipment is None:
+        raise RetryLater(f"order {order_id}: order.placed not handled here yet (no shipment)")
     if shipment.status != Shipment.Status.PENDING:
         return shipment
     shipment.attempts = max(attempt, shipment.attempts + 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import uuid
@@ -15,7 +16,7 @@ from django.utils import timezone
 
 from chargeflow.celery import app
 from conftest import wait_until
-from outbox import Event, publish, subscriber
+from outbox import Event, RetryLater, publish, subscriber
 from outbox.delivery import deliver
 from outbox.models import FailedDelivery, InboxMessage, OutboxEvent
 from outbox.relay import Relay, envelope_of
@@ -32,6 +33,8 @@ def record_ping(event: Event) -> None:
         time.sleep(0.5)
     if event.data.get("fail"):
         raise RuntimeError("boom")
+    if event.data.get("early"):
+        raise RetryLater("what this event depends on has not been handled yet")
 
 
 @pytest.fixture(autouse=True)
@@ -76,6 +79,24 @@ def test_a_failing_subscriber_rolls_back_its_claim_and_is_recorded_for_operators
     failure = FailedDelivery.objects.get()
     assert failure.aggregate_id == "order-1"
     assert "RuntimeError: boom" in failure.last_error
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_event_ahead_of_its_dependency_is_retried_quietly():
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("outbox.delivery")
+    logger.addHandler(handler)
+    envelope = make_event(n="1", early=True)
+    try:
+        with pytest.raises(RetryLater):
+            deliver(subscriber_name="orders.test_ping_recorder", envelope=envelope)
+    finally:
+        logger.removeHandler(handler)
+    assert InboxMessage.objects.count() == 0  # the retry will run the handler again
+    assert FailedDelivery.objects.count() == 0  # an ordering race, not a failure (yet)
+    assert records and all(r.levelno < logging.WARNING for r in records)
 
 
 @pytest.mark.postgres
