@@ -19,10 +19,19 @@ class OutboxEventAdmin(admin.ModelAdmin):
     list_filter = ("status", "type")
     search_fields = ("aggregate_id", "event_id", "correlation_id", "last_error")
     readonly_fields = [f.name for f in OutboxEvent._meta.fields]
-    actions = ("retry_now",)
+    actions = ("retry_now", "publish_again")
 
     def has_add_permission(self, request):
         return False
+
+    @admin.action(description="Publish again (subscribers that already handled it skip it)")
+    def publish_again(self, request, queryset):
+        """Recovery for messages lost after publishing (a purged queue, an emulator restarted
+        with messages in it): send the events again; the inbox makes duplicates harmless."""
+        count = queryset.update(
+            status=OutboxEvent.Status.PENDING, published_at=None, next_attempt_at=timezone.now()
+        )
+        self.message_user(request, f"{count} event(s) will be published again.", messages.SUCCESS)
 
     @admin.action(description="Retry publishing now")
     def retry_now(self, request, queryset):

@@ -42,12 +42,13 @@ def queue_url(client, name: str) -> str | None:
 def ensure_queue(client, name: str, attributes: dict[str, str]) -> tuple[str, bool]:
     """Create the queue or bring an existing one to `attributes`. Returns (url, created)."""
     url = queue_url(client, name)
-    created = url is None
-    if created:
-        url = client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
-    else:
-        client.set_queue_attributes(QueueUrl=url, Attributes=attributes)
-    return url, created
+    if url is None:
+        try:
+            return client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"], True
+        except client.exceptions.QueueNameExists:
+            url = queue_url(client, name)  # another process created it a moment ago
+    client.set_queue_attributes(QueueUrl=url, Attributes=attributes)
+    return url, False
 
 
 def ensure_queues(client=None) -> list[tuple[str, bool]]:
