@@ -70,8 +70,12 @@ def test_pdf_contains_number_lines_and_totals():
         f"Total {invoice.total} EUR",
         "VAT 20 % of 1059.97 EUR",
         "page 1 of 1",
+        # Issued before the charge, which may fail: the PDF must not say it was paid.
+        "Payment: by card, charged when this invoice is issued; "
+        "a failed charge is cancelled by a credit note.",
     ):
         assert expected in text, expected
+    assert "Paid" not in text
 
 
 def test_a_long_invoice_has_page_numbers_on_every_page():

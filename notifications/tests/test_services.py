@@ -91,6 +91,13 @@ def test_invoice_email_attaches_the_pdf(mailbox, contact):
     [pdf] = message.iter_attachments()
     assert pdf.get_filename() == "invoice-INV-1.pdf"
     assert pdf.get_content().startswith(b"%PDF")
+    # The invoice is issued before the charge, which may still fail: never claim it succeeded.
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    html = message.get_body(preferencelist=("html",)).get_content()
+    for body in (text, html):
+        assert "We are charging this total to your card" in body
+        assert "if your bank declines it" in body
+        assert "charged to your card now" not in body
 
 
 def test_failed_send_is_recorded_and_retried_with_backoff(mailbox, contact, smtp_down):
