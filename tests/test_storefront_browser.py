@@ -20,6 +20,7 @@ from orders.tokens import order_access_token
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 VISA = "4242424242424242"
+VISA_AS_PRINTED = "4242 4242 4242 4242"  # how the README (and the card) shows it
 DECLINED_ON_CHARGE = "4000000000000341"  # attaches fine, the charge is declined
 
 
@@ -33,18 +34,25 @@ def shop(live_server, live_stack, stripe_server, settings, catalog):
     return live_server.url
 
 
-def fill_checkout(page, *, email: str, card: str) -> None:
+def fill_checkout(page, *, email: str, card: str, cvc: str = "123") -> None:
     page.fill("#id_email", email)
     page.fill("#id_name", "Ada Lovelace")
     page.fill("#id_line1", "12 Analytical Row")
     page.fill("#id_postal_code", "N1 9GU")
     page.fill("#id_city", "London")
     page.select_option("#id_country", "GB")
+    fill_card(page, card=card, cvc=cvc)
+
+
+def fill_card(page, *, card: str, cvc: str = "123") -> None:
+    """Types the card key by key, as a customer does (spaces included, if the card has them)."""
     card_element = page.locator("#card-element")
-    card_element.locator("input[placeholder=number]").fill(card)
+    number = card_element.locator("input[placeholder=number]")
+    number.fill("")
+    number.press_sequentially(card)
     card_element.locator("input[placeholder=exp_month]").fill("12")
     card_element.locator("input[placeholder=exp_year]").fill("34")
-    card_element.locator("input[placeholder=cvc]").fill("123")
+    card_element.locator("input[placeholder=cvc]").fill(cvc)
     card_element.locator("input[placeholder=postal_code]").fill("N19GU")
 
 
@@ -91,7 +99,16 @@ def test_guest_buys_two_products_and_watches_the_order_ship(shop, browser_page, 
     page.shot("cart")
 
     page.click("a:has-text('Check out')")
-    fill_checkout(page, email="ada@example.com", card=VISA)
+    # A card the payment provider refuses (a two-digit CVC): a sentence, not "Bad request".
+    fill_checkout(page, email="ada@example.com", card=VISA_AS_PRINTED, cvc="12")
+    page.click("#place-order")
+    page.wait_for_selector("#card-errors:has-text('could not be checked')")
+    assert "Bad request" not in page.inner_text("#card-errors")
+    page.shot("checkout-card-refused")
+    assert not Order.objects.filter(email="ada@example.com").exists()
+    # The number typed with spaces, as printed on the card, is accepted.
+    fill_card(page, card=VISA_AS_PRINTED)
+    assert page.input_value("#card-element input[placeholder=number]") == VISA_AS_PRINTED
     page.shot("checkout")
     page.click("#place-order")
     page.wait_for_url(re.compile(r"/orders/[0-9a-f-]{36}/\?token="))
@@ -103,7 +120,9 @@ def test_guest_buys_two_products_and_watches_the_order_ship(shop, browser_page, 
         ("LAPTOP-14", 1),
         ("MOUSE-01", 2),
     ]
-    assert not any(VISA in body for body in posts), "card number reached our server"
+    assert not any(
+        VISA in body or VISA_AS_PRINTED in body or "4242+4242" in body for body in posts
+    ), "card number reached our server"
 
     # No reload from here on: the page updates itself while the pipeline runs.
     navigations = []

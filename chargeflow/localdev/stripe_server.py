@@ -119,14 +119,54 @@ def _isolate_store(state_file: Path | None) -> None:
 _CREATE_PAYMENT_METHOD_JS = r"""
 // chargeflow.localdev: createPaymentMethod for the stand-in Card Element.
 Stripe = (function (makeStripe) {
+  function digitsOf(number) {
+    return String(number).replace(/[\s-]/g, "");
+  }
+  // The stand-in moves on to the expiry month after 16 characters, spaces included: with a
+  // number typed in groups ("4242 4242 4242 4242") it stays in the number until 16 digits.
+  function keepTypingTheNumber(element) {
+    const mount = element.mount;
+    element.mount = function () {
+      const result = mount.apply(this, arguments);
+      const input = this._inputs && this._inputs.number;
+      if (input && input.oninput) {
+        const onInput = input.oninput;
+        input.oninput = function (event) {
+          onInput.call(this, event);
+          if (digitsOf(input.value).length < 16 && document.activeElement !== input) {
+            input.focus();
+          }
+        };
+      }
+      return result;
+    };
+    return element;
+  }
   return function (apiKey, options) {
     const stripe = makeStripe(apiKey, options);
+    const elements = stripe.elements;
+    stripe.elements = function () {
+      const group = elements.apply(this, arguments);
+      const create = group.create;
+      group.create = function (type) {
+        const element = create.apply(this, arguments);
+        return type === "card" ? keepTypingTheNumber(element) : element;
+      };
+      return group;
+    };
     stripe.createPaymentMethod = async function (params, element, data) {
       if (typeof params === "string") params = {type: params, card: element, ...(data || {})};
-      const card = params.card && params.card.value && params.card.value.card;
-      if (!card || !card.number || !card.exp_month || !card.cvc) {
+      const entered = params.card && params.card.value && params.card.value.card;
+      if (!entered || !entered.number || !entered.exp_month || !entered.cvc) {
         return {error: {type: "validation_error", code: "incomplete_number",
                         message: "Your card details are incomplete."}};
+      }
+      // Like Stripe Elements: the number may be typed with spaces or dashes ("4242 4242 ...");
+      // localstripe's server takes digits only.
+      const card = {...entered, number: digitsOf(entered.number)};
+      if (!/^[0-9]{12,19}$/.test(card.number)) {
+        return {error: {type: "validation_error", code: "invalid_number",
+                        message: "Your card number is invalid."}};
       }
       const response = await fetch(`${LOCALSTRIPE_BASE_API}/v1/payment_methods`, {
         method: "POST",

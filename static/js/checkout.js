@@ -20,6 +20,31 @@
     errors.textContent = event && event.error ? event.error.message : "";
   });
 
+  // What the customer reads when the card is refused before the order is placed. Stripe's own
+  // messages for card and validation errors are written for customers; other errors (a bare
+  // "Bad request", a network failure) get a sentence by their code, or a plain one.
+  const MESSAGES = {
+    incomplete_number: "Your card number is incomplete.",
+    invalid_number: "Your card number is invalid.",
+    incorrect_number: "Your card number is invalid.",
+    invalid_expiry_month: "The card's expiry month is invalid.",
+    invalid_expiry_year: "The card's expiry year is invalid.",
+    incomplete_expiry: "The card's expiry date is incomplete.",
+    expired_card: "Your card has expired.",
+    invalid_cvc: "The card's security code (CVC) is invalid.",
+    incomplete_cvc: "The card's security code (CVC) is incomplete.",
+  };
+  const UNREADABLE = "Your card details could not be checked: check the card number, " +
+    "expiry date and security code (CVC) and try again.";
+
+  function messageFor(error) {
+    if (!error) return UNREADABLE;
+    if ((error.type === "card_error" || error.type === "validation_error") && error.message) {
+      return error.message;
+    }
+    return MESSAGES[error.code] || UNREADABLE;
+  }
+
   let busy = false;
   function idle() {
     busy = false;
@@ -47,11 +72,10 @@
         },
       });
     } catch (err) {
-      result = { error: { message: "Your card could not be checked. Please try again." } };
+      result = null;  // Stripe unreachable: the customer gets the plain sentence
     }
     if (!result || result.error || !result.paymentMethod) {
-      errors.textContent = (result && result.error && result.error.message) ||
-        "Your card could not be checked. Please try again.";
+      errors.textContent = messageFor(result && result.error);
       idle();
       return;
     }
