@@ -7,22 +7,40 @@ from django.template.response import TemplateResponse
 from billing import services
 from billing.models import Payment, Refund, StripeCustomer, StripeEvent
 from chargeflow.errors import ApplicationError
+from chargeflow.money import format_amount, from_minor
+
+
+def _money(minor: int | None, currency: str) -> str | None:
+    """Integer minor units as "1,271.96 EUR" (None shows as the admin's empty value)."""
+    return None if minor is None else format_amount(from_minor(minor), currency)
 
 
 class RefundInline(admin.TabularInline):
+    """Refunds are made with the "Refund" action and never edited here: read-only."""
+
     model = Refund
     extra = 0
     can_delete = False
-    readonly_fields = (
+    fields = readonly_fields = (
         "source",
         "reason",
-        "amount_minor",
-        "stripe_refund_id",
+        "amount",
         "status",
+        "stripe_refund_id",
         "created_at",
     )
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("payment")
+
+    @admin.display(description="Amount")
+    def amount(self, obj: Refund) -> str | None:
+        return _money(obj.amount_minor, obj.payment.currency)
+
     def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False
 
 
@@ -39,16 +57,39 @@ class RefundForm(forms.Form):
     token = forms.CharField(widget=forms.HiddenInput)
 
 
+# Integer minor-unit fields and the display method shown in their place.
+PAYMENT_AMOUNTS = {
+    "expected_subtotal_minor": "expected_subtotal",
+    "amount_minor": "amount",
+    "refunded_minor": "refunded",
+}
+
+
 @admin.register(Payment)
 class PaymentAdmin(admin.ModelAdmin):
-    list_display = ("order_number", "email", "amount_minor", "currency", "status", "updated_at")
+    list_display = ("order_number", "status", "amount", "updated_at")
     list_filter = ("status",)
     search_fields = ("order_number", "order_id", "email", "stripe_payment_intent_id")
     inlines = (RefundInline,)
     actions = ("refund",)
 
+    @admin.display(description="Amount", ordering="amount_minor")
+    def amount(self, obj: Payment) -> str | None:
+        return _money(obj.amount_minor, obj.currency)
+
+    @admin.display(description="Refunded")
+    def refunded(self, obj: Payment) -> str | None:
+        return _money(obj.refunded_minor, obj.currency)
+
+    @admin.display(description="Expected subtotal")
+    def expected_subtotal(self, obj: Payment) -> str | None:
+        return _money(obj.expected_subtotal_minor, obj.currency)
+
+    def get_fields(self, request, obj=None):
+        return [PAYMENT_AMOUNTS.get(f.name, f.name) for f in Payment._meta.fields]
+
     def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in Payment._meta.fields]
+        return self.get_fields(request, obj)
 
     def has_add_permission(self, request):
         return False
@@ -78,7 +119,7 @@ class PaymentAdmin(admin.ModelAdmin):
                 verb = "Refunded" if created else "Already refunded"
                 self.message_user(
                     request,
-                    f"{verb} {refund.amount_minor / 100:.2f} {payment.currency} "
+                    f"{verb} {_money(refund.amount_minor, payment.currency)} "
                     f"on {payment.order_number}.",
                     messages.SUCCESS,
                 )

@@ -1,5 +1,6 @@
 from django.contrib import admin, messages
 from django.db import transaction
+from django.db.models import OuterRef, Subquery
 
 from notifications import services
 from notifications.models import EmailAttempt, EmailLog, OrderContact
@@ -27,23 +28,30 @@ class EmailAttemptInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None):
         return False
 
+    def has_change_permission(self, request, obj=None):
+        return False
+
 
 @admin.register(EmailLog)
 class EmailLogAdmin(admin.ModelAdmin):
-    list_display = (
-        "kind",
-        "recipient",
-        "order_id",
-        "status",
-        "attempts",
-        "provider",
-        "sent_at",
-        "next_attempt_at",
-    )
+    # What an operator scans; provider, retries and the order id are on the email's page.
+    list_display = ("order_number", "kind", "recipient", "status", "updated_at")
     list_filter = ("status", "kind", "provider")
     search_fields = ("order_id", "recipient", "message_id")
     inlines = (EmailAttemptInline,)
     actions = ("resend",)
+
+    def get_queryset(self, request):
+        contact = OrderContact.objects.filter(order_id=OuterRef("order_id"))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(order_number=Subquery(contact.values("order_number")[:1]))
+        )
+
+    @admin.display(description="Order", ordering="order_number")
+    def order_number(self, obj: EmailLog) -> str | None:
+        return obj.order_number
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in EmailLog._meta.fields]

@@ -5,15 +5,8 @@ from shipping.models import Shipment
 
 @admin.register(Shipment)
 class ShipmentAdmin(admin.ModelAdmin):
-    list_display = (
-        "order_number",
-        "status",
-        "carrier",
-        "tracking_number",
-        "attempts",
-        "failure_reason",
-        "updated_at",
-    )
+    # What an operator scans; attempts and the failure reason are on the shipment's page.
+    list_display = ("order_number", "status", "carrier", "tracking_number", "updated_at")
     list_filter = ("status",)
     search_fields = ("order_number", "order_id", "tracking_number", "partner_shipment_id")
 
