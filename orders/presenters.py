@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django_countries import countries
 
 from orders.models import Order, TimelineEntry
 
@@ -24,32 +27,70 @@ STEP_RANK = {
 }
 
 
+ENDED = frozenset({S.CANCELLED, S.REFUNDED})
+
+
 @dataclass(frozen=True)
 class Step:
     key: str
     label: str
-    state: str  # "done", "current" or "todo"
+    state: str  # "done", "current" (where the order is now), "todo" or "ended"
+
+
+def order_ended(order: Order) -> bool:
+    """Cancelled or refunded: the order stopped before it was delivered."""
+    return order.status in ENDED
+
+
+def _furthest_rank(order: Order) -> int:
+    """How far an ended order got before it stopped."""
+    return max(
+        (
+            STEP_RANK.get(entry.detail.get("to"), 0)
+            for entry in order.timeline.all()
+            if entry.type == TimelineEntry.Type.STATUS_CHANGED
+        ),
+        default=0,
+    )
 
 
 def order_steps(order: Order) -> list[Step]:
-    if order.status in STEP_RANK:
-        reached = STEP_RANK[order.status]
-    else:  # cancelled / refunded: show how far it got
-        reached = max(
-            (
-                STEP_RANK.get(entry.detail.get("to"), 0)
-                for entry in order.timeline.all()
-                if entry.type == TimelineEntry.Type.STATUS_CHANGED
-            ),
-            default=0,
-        )
+    """The progress bar: the steps the order passed are done, the one it is at is current, the
+    ones ahead are to do. A delivered order has every step done; a cancelled or refunded one shows
+    the steps it passed and then its end, without the steps it will never reach."""
+    if order_ended(order):
+        reached = _furthest_rank(order)
+        steps = [Step(key=key, label=label, state="done") for key, label in STEPS[: reached + 1]]
+        return [*steps, Step(key=order.status, label=order.get_status_display(), state="ended")]
+    reached = STEP_RANK.get(order.status, 0)
     steps = []
     for rank, (key, label) in enumerate(STEPS):
-        state = "done" if rank <= reached else "todo"
-        if rank == reached + 1 and not order.is_final:
-            state = "current"  # what the order waits for now
+        if rank < reached or (rank == reached and order.is_final):
+            state = "done"
+        elif rank == reached:
+            state = "current"
+        else:
+            state = "todo"
         steps.append(Step(key=key, label=label, state=state))
     return steps
+
+
+# Emails and the credit note follow a final status by a few seconds: the order page keeps
+# asking for news until the order has been quiet this long.
+SETTLE_AFTER = timedelta(seconds=60)
+
+
+def order_settled(order: Order, *, now: datetime) -> bool:
+    """Final, and nothing happened to it for SETTLE_AFTER: the order page can stop polling."""
+    if not order.is_final:
+        return False
+    last = max([order.updated_at, *(entry.at for entry in order.timeline.all())])
+    return now - last >= SETTLE_AFTER
+
+
+def country_name(code: str) -> str:
+    """The country's name for its ISO code ("DE" is "Germany"); an unknown code stays as it is."""
+    return countries.name(code) or code
 
 
 def _label(status: str | None) -> str:

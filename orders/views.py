@@ -15,6 +15,7 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
@@ -28,6 +29,7 @@ from orders.services import CartItem, OutOfStockError, order_checkout
 from orders.tokens import order_access_token
 
 PLACED_ORDERS_KEY = "placed_orders"
+ORDER_PLACED_TAG = "order-placed"  # the "Thank you" message; order.js hides it if the order ends
 
 
 # --- Catalog -----------------------------------------------------------------------------------
@@ -193,7 +195,11 @@ def checkout(request):
             cart.cart_clear(request.session)
             placed_ids = request.session.get(PLACED_ORDERS_KEY, [])[-19:]
             request.session[PLACED_ORDERS_KEY] = [*placed_ids, str(order.id)]
-            messages.success(request, f"Thank you! Order {order.number} is placed.")
+            messages.success(
+                request,
+                f"Thank you! Order {order.number} is placed.",
+                extra_tags=ORDER_PLACED_TAG,
+            )
             return redirect(_order_url(order))
     elif request.method == "POST" and form.is_valid():
         form = _refreshed(form)
@@ -233,6 +239,8 @@ def _live_context(request, order) -> dict:
         "order": order,
         "token": token,
         "steps": presenters.order_steps(order),
+        "ended": presenters.order_ended(order),
+        "settled": presenters.order_settled(order, now=timezone.now()),
         "timeline": presenters.timeline_rows(order),
         "payment_action": order.status == order.Status.ACTION_REQUIRED
         and bool(order.payment_client_secret),
@@ -244,7 +252,16 @@ def _live_context(request, order) -> dict:
 @never_cache
 def order_detail(request, order_id):
     order = _viewable_order(request, order_id)
-    return render(request, "orders/order_detail.html", _live_context(request, order))
+    context = _live_context(request, order)
+    context["ship_country_name"] = presenters.country_name(order.ship_country)
+    # "Thank you! Order … is placed." does not belong above "cancelled" or "refunded" (a card
+    # declined while the customer was on the way here): the status message says what happened.
+    context["flash"] = [
+        message
+        for message in messages.get_messages(request)
+        if not (context["ended"] and ORDER_PLACED_TAG in message.extra_tags.split())
+    ]
+    return render(request, "orders/order_detail.html", context)
 
 
 @never_cache
@@ -259,6 +276,7 @@ def order_status(request, order_id):
             **data,
             "status_label": order.get_status_display(),
             "final": order.is_final,
+            "settled": context["settled"],
             "payment_client_secret": order.payment_client_secret
             if context["payment_action"]
             else None,

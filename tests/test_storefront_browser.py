@@ -133,8 +133,8 @@ def test_guest_buys_two_products_and_watches_the_order_ship(shop, browser_page, 
     assert page.inner_text("#order-invoice").endswith("(PDF)")
     order.refresh_from_db()
     assert order.tracking_number and order.tracking_number in page.inner_text("#order-tracking")
-    assert page.locator(".step.done").count() == 4  # placed, invoiced, paid, shipped
-    assert page.inner_text(".step.current") == "Delivered"
+    assert page.locator(".step.done").count() == 3  # placed, invoiced, paid
+    assert page.inner_text(".step.current") == "Shipped"  # where it is, not what comes next
     assert "Payment received" in page.inner_text("#order-timeline")
 
     page.set_viewport_size({"width": 390, "height": 844})
@@ -159,11 +159,23 @@ def test_declined_card_is_explained_and_nothing_is_charged(shop, browser_page):
     page.click("#place-order")
     page.wait_for_url(re.compile(r"/orders/[0-9a-f-]{36}/\?token="))
 
+    navigations = []
+    page.on("framenavigated", lambda frame: navigations.append(frame.url))
     page.wait_for_selector("#order-status[data-status='cancelled']", timeout=60_000)
     message = page.inner_text("#payment-problem")
     page.shot("declined")
-    assert "Your payment was declined" in message
+    assert message.startswith("Your card was declined.")  # once, not "declined: ... declined"
     assert "Nothing was charged" in message
+    assert page.locator(".message.order-placed").count() == 0  # no "Thank you!" above it
+    assert page.inner_text(".step.ended") == "Cancelled"
+    assert page.locator("#order-tracking").count() == 0
+
+    # The credit note and the cancellation email come seconds after the final status: the page
+    # keeps polling and shows them without a reload.
+    page.wait_for_selector("#order-live dt:has-text('Credit note')", timeout=45_000)
+    page.wait_for_selector("#order-timeline li:has-text('Email sent: cancelled')", timeout=45_000)
+    page.shot("declined-settled")
+    assert navigations == []
 
     order = Order.objects.get(email="decline@example.com")
     assert order.payment_status == "failed"

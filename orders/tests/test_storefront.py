@@ -4,12 +4,14 @@ double submit, back button), accounts and order pages."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
+from django.utils import timezone
 
-from orders.models import Order, Product
+from orders.models import Order, Product, TimelineEntry
 from orders.tests.factories import ProductFactory
 
 pytestmark = pytest.mark.django_db
@@ -334,8 +336,148 @@ def test_order_page_explains_a_declined_card(client, catalog):
         status="cancelled", payment_status="failed", payment_message="Your card was declined."
     )
     page = client.get(url).content.decode()
-    assert "Your payment was declined: Your card was declined." in page
-    assert "Nothing was charged" in page
+    problem = re.search(r'id="payment-problem">(.*?)</div>', page, re.S).group(1)
+    # The bank's sentence once, not "Your payment was declined: Your card was declined."
+    assert "<strong>Your card was declined.</strong>" in problem
+    assert problem.count("declined") == 1
+    assert "Nothing was charged" in problem
+    # Without a sentence from the bank, ours.
+    Order.objects.filter(pk=order.pk).update(payment_message="")
+    page = client.get(url).content.decode()
+    assert "<strong>Your payment was declined.</strong>" in page
+
+
+def steps_of(html: str) -> list[tuple[str, str]]:
+    """The progress bar as (state, step) pairs."""
+    return re.findall(r'class="step (\w+)"\s+data-step="(\w+)"', html)
+
+
+def status_json(client, url: str) -> dict:
+    return client.get(url.replace("/?token=", "/status.json?token=")).json()
+
+
+STEP_KEYS = ("placed", "invoiced", "paid", "shipped", "delivered")
+
+
+@pytest.mark.parametrize(
+    ("status", "states"),
+    [
+        ("placed", ("current", "todo", "todo", "todo", "todo")),
+        # Invoiced; the payment waits for the customer (3-D Secure).
+        ("action_required", ("done", "current", "todo", "todo", "todo")),
+        ("shipped", ("done", "done", "done", "current", "todo")),
+        ("delivered", ("done", "done", "done", "done", "done")),
+    ],
+)
+def test_order_steps_mark_the_current_step_not_the_next_one(client, catalog, status, states):
+    expected = list(zip(states, STEP_KEYS, strict=True))
+    order, url = _place(client)
+    Order.objects.filter(pk=order.pk).update(status=status)
+    page = client.get(url).content.decode()
+    assert steps_of(page) == expected
+    assert steps_of(status_json(client, url)["html"]) == expected
+    current = re.search(r'<li class="step current"[^>]*>', page)
+    assert current is None or 'aria-current="step"' in current.group(0)
+
+
+@pytest.mark.parametrize(
+    ("status", "reached", "expected"),
+    [
+        (
+            "cancelled",
+            "invoiced",
+            [("done", "placed"), ("done", "invoiced"), ("ended", "cancelled")],
+        ),
+        (
+            "refunded",
+            "paid",
+            [("done", "placed"), ("done", "invoiced"), ("done", "paid"), ("ended", "refunded")],
+        ),
+    ],
+)
+def test_an_ended_order_shows_how_far_it_got_and_its_end(
+    client, catalog, status, reached, expected
+):
+    order, url = _place(client)
+    TimelineEntry.objects.create(
+        order=order, type="status_changed", detail={"from": "placed", "to": reached}
+    )
+    TimelineEntry.objects.create(
+        order=order, type="status_changed", detail={"from": reached, "to": status}
+    )
+    Order.objects.filter(pk=order.pk).update(status=status)
+    page = client.get(url).content.decode()
+    assert steps_of(page) == expected
+    assert 'aria-current="step">' + status.capitalize() + "</li>" in page
+
+
+def test_tracking_is_shown_only_for_orders_that_can_still_ship(client, catalog):
+    order, url = _place(client)
+    assert "when shipped" in client.get(url).content.decode()
+    for status in ("cancelled", "refunded"):
+        Order.objects.filter(pk=order.pk).update(status=status)
+        page = client.get(url).content.decode()
+        assert "Tracking" not in page and "when shipped" not in page, status
+    Order.objects.filter(pk=order.pk).update(
+        status="shipped", carrier="DHL", tracking_number="TRK123"
+    )
+    page = client.get(url).content.decode()
+    assert re.search(r'id="order-tracking">\s*DHL TRK123\s*<', page)
+
+
+def test_thank_you_message_is_not_shown_above_an_ended_order(client, catalog):
+    add(client, "MOUSE-01")
+    token = checkout_token(client)
+    response = client.post(
+        reverse("orders:checkout"), {**CHECKOUT, "checkout_token": token}, follow=True
+    )
+    order = Order.objects.get()
+    page = response.content.decode()
+    assert f"Thank you! Order {order.number} is placed." in page
+    assert 'class="message order-placed success"' in page  # order.js hides it if the order ends
+    # The card was declined before the customer got to the order page.
+    add(client, "MOUSE-01")
+    token = checkout_token(client)
+    form = {**CHECKOUT, "email": "b@example.com", "checkout_token": token}
+    url = client.post(reverse("orders:checkout"), form)["Location"]
+    Order.objects.filter(email="b@example.com").update(
+        status="cancelled", payment_status="failed", payment_message="Your card was declined."
+    )
+    page = client.get(url).content.decode()
+    assert "Thank you!" not in page
+    assert 'class="messages"' not in page
+    assert "Your card was declined." in page
+
+
+def test_order_page_shows_the_country_name(client, catalog):
+    _order, url = _place(client)
+    page = client.get(url).content.decode()
+    address = re.search(r"<address>(.*?)</address>", page, re.S).group(1)
+    assert "United Kingdom" in address
+    assert "GB" not in address
+
+
+def test_order_page_keeps_polling_until_a_final_order_has_settled(client, catalog):
+    """Emails and the credit note follow a final status by seconds: the page keeps asking until
+    the order has been quiet for a minute (order.js also stops a minute after it saw it final)."""
+    order, url = _place(client)
+    data = status_json(client, url)
+    assert data["final"] is False and data["settled"] is False
+    Order.objects.filter(pk=order.pk).update(status="cancelled")
+    data = status_json(client, url)
+    assert data["final"] is True and data["settled"] is False  # the news may still come
+    assert 'data-settled="false"' in data["html"]
+    a_while_ago = timezone.now() - timedelta(seconds=61)
+    Order.objects.filter(pk=order.pk).update(updated_at=a_while_ago)
+    TimelineEntry.objects.filter(order=order).update(at=a_while_ago)
+    data = status_json(client, url)
+    assert data["settled"] is True
+    page = client.get(url).content.decode()
+    assert 'data-settled="true"' in page
+    assert 'http-equiv="refresh"' not in page
+    # Something new (the credit note, an email) restarts the minute.
+    TimelineEntry.objects.create(order=order, type="credit_note_issued", detail={})
+    assert status_json(client, url)["settled"] is False
 
 
 # --- Accounts ---------------------------------------------------------------------------------

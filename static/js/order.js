@@ -1,16 +1,47 @@
-// The order page updates itself: it polls the order's status JSON, swaps in the server-rendered
-// live part, and stops when the order reaches a final status. When the bank asks for it
-// (3-D Secure), "Complete payment" runs Stripe.js confirmCardPayment with the client secret.
+// The order page updates itself: it polls the order's status JSON and swaps in the server-rendered
+// live part. A final status is not the end of the news: the emails and the credit note follow it
+// by a few seconds, so the page keeps polling (more slowly) until the server says the order has
+// settled (final and quiet for a minute), and at most FINAL_GRACE_MS after it first saw the final
+// status. When the bank asks for it (3-D Secure), "Complete payment" runs Stripe.js
+// confirmCardPayment with the client secret.
 (function () {
   "use strict";
   const live = document.getElementById("order-live");
   if (!live) return;
+  const ACTIVE_DELAY = 1000;
+  const FINAL_DELAY = 2000;
+  const MAX_DELAY = 15000;
+  const FINAL_GRACE_MS = 60000;
   let paying = false;
-  let delay = 1000;
+  let delay = ACTIVE_DELAY;
+  let finalSince = null;
+  let lastHtml = null;  // the live part as the server last sent it
 
-  function isFinal() {
+  function statusData() {
     const status = document.getElementById("order-status");
-    return status && status.dataset.final === "true";
+    return status ? status.dataset : {};
+  }
+
+  // The order ended (cancelled, refunded) after the page was rendered: "Thank you! Order … is
+  // placed." no longer fits above the status message that explains it.
+  function dropPlacedMessage(status) {
+    if (status !== "cancelled" && status !== "refunded") return;
+    document.querySelectorAll(".message.order-placed").forEach(function (message) {
+      const list = message.parentElement;
+      message.remove();
+      if (list && list.classList.contains("messages") && !list.children.length) list.remove();
+    });
+  }
+
+  // Whether to ask again: not once the order has settled, nor long after its final status.
+  function keepPolling(order) {
+    if (order.settled) return false;
+    if (!order.final) {
+      finalSince = null;
+      return true;
+    }
+    if (finalSince === null) finalSince = Date.now();
+    return Date.now() - finalSince < FINAL_GRACE_MS;
   }
 
   async function poll() {
@@ -23,14 +54,19 @@
         });
         if (response.ok) {
           const order = await response.json();
-          if (!paying) live.innerHTML = order.html;
-          delay = 1000;
-          if (order.final) return;
+          // Swapping only what changed keeps the reader's selection and focus in the page.
+          if (!paying && order.html !== lastHtml) {
+            live.innerHTML = order.html;
+            lastHtml = order.html;
+          }
+          dropPlacedMessage(order.status);
+          if (!keepPolling(order)) return;
+          delay = order.final ? FINAL_DELAY : ACTIVE_DELAY;
         } else {
-          delay = Math.min(delay * 2, 15000);
+          delay = Math.min(delay * 2, MAX_DELAY);
         }
       } catch (e) {
-        delay = Math.min(delay * 2, 15000);  // network blip: back off, try again
+        delay = Math.min(delay * 2, MAX_DELAY);  // network blip: back off, try again
       }
     }
     setTimeout(poll, delay);
@@ -75,5 +111,7 @@
     }
   });
 
-  if (!isFinal()) setTimeout(poll, delay);
+  const initial = statusData();
+  dropPlacedMessage(initial.status);
+  if (initial.settled !== "true") setTimeout(poll, initial.final === "true" ? FINAL_DELAY : delay);
 })();
