@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django_countries import countries
 
-from orders.models import Order, TimelineEntry
+from orders.models import Order, Product, TimelineEntry
 
 S = Order.Status
 STEPS = (
@@ -86,6 +87,24 @@ def order_settled(order: Order, *, now: datetime) -> bool:
         return False
     last = max([order.updated_at, *(entry.at for entry in order.timeline.all())])
     return now - last >= SETTLE_AFTER
+
+
+@dataclass(frozen=True)
+class ProductArt:
+    """A product's placeholder picture (the catalog has no images): its initials on a colour."""
+
+    initials: str
+    hue: int  # 0-359, the same for a SKU everywhere and on every run
+
+
+def product_art(product: Product) -> ProductArt:
+    words = product.name.split()
+    if len(words) >= 2:
+        initials = (words[0][:1] + words[1][:1]).upper()
+    else:
+        initials = product.name[:2].capitalize()
+    digest = hashlib.sha256(product.sku.encode()).digest()
+    return ProductArt(initials=initials, hue=int.from_bytes(digest[:4], "big") % 360)
 
 
 def country_name(code: str) -> str:

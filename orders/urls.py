@@ -6,6 +6,7 @@ app_name = "orders"
 
 urlpatterns = [
     path("", views.product_list, name="product-list"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("products/<str:sku>/", views.product_detail, name="product-detail"),
     path("cart/", views.cart_view, name="cart"),
     path("cart/add/", views.cart_add, name="cart-add"),

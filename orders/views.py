@@ -14,6 +14,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
+from django.templatetags.static import static
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -30,6 +31,14 @@ from orders.tokens import order_access_token
 
 PLACED_ORDERS_KEY = "placed_orders"
 ORDER_PLACED_TAG = "order-placed"  # the "Thank you" message; order.js hides it if the order ends
+
+
+# --- Site --------------------------------------------------------------------------------------
+
+
+def favicon(request):
+    """Browsers ask for /favicon.ico whatever the page says: send them to the SVG icon."""
+    return redirect(static("favicon.svg"))
 
 
 # --- Catalog -----------------------------------------------------------------------------------
@@ -50,19 +59,32 @@ def product_detail(request, sku: str):
 # --- Cart --------------------------------------------------------------------------------------
 
 
+def _safe_next(request) -> str | None:
+    """The page a form asked to go back to (`next`), if it is one of ours."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return None
+
+
 @require_POST
 def cart_add(request):
+    """Adds to the cart and goes back to the list it came from (`next`: the catalog's buttons,
+    the customer keeps browsing, the header counts the cart), else to the cart."""
+    back = _safe_next(request)
     form = AddToCartForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Choose a quantity between 1 and 1000.")
-        return redirect("orders:cart")
+        return redirect(back or "orders:cart")
     product = Product.objects.filter(sku=form.cleaned_data["sku"], is_active=True).first()
     if product is None:
         messages.error(request, "That product does not exist (any more).")
-        return redirect("orders:product-list")
+        return redirect(back or "orders:product-list")
     if product.stock == 0:
         messages.error(request, f"{product.name} is out of stock.")
-        return redirect("orders:product-detail", sku=product.sku)
+        return redirect(back or reverse("orders:product-detail", args=[product.sku]))
     quantity = cart.cart_add(request.session, product.sku, form.cleaned_data["quantity"])
     if quantity > product.stock:
         cart.cart_set(request.session, product.sku, product.stock)
@@ -72,7 +94,7 @@ def cart_add(request):
         )
     else:
         messages.success(request, f"{product.name} added to your cart.")
-    return redirect("orders:cart")
+    return redirect(back or "orders:cart")
 
 
 @require_POST
@@ -298,12 +320,7 @@ def signup(request):
         # login() rotates the session key and keeps the session's data: the cart stays.
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         messages.success(request, f"Welcome, {user.username}! Your account is ready.")
-        target = request.POST.get("next", "")
-        if not url_has_allowed_host_and_scheme(
-            target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-        ):
-            target = reverse("orders:product-list")
-        return redirect(target)
+        return redirect(_safe_next(request) or "orders:product-list")
     return render(request, "registration/signup.html", {"form": form})
 
 

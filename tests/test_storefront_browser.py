@@ -90,8 +90,14 @@ def test_guest_buys_two_products_and_watches_the_order_ship(shop, browser_page, 
     page.click("button:has-text('Add to cart')")
     page.wait_for_selector(".message:has-text('Laptop added to your cart.')")
 
+    # Adding from the list keeps the customer on the list; the header counts the cart.
     page.goto(shop + "/?q=mouse")
     page.click("button[aria-label='Add Mouse to cart']")
+    page.wait_for_selector(".message:has-text('Mouse added to your cart.')")
+    assert page.url == shop + "/?q=mouse"
+    assert page.inner_text("#nav-cart .badge") == "2"
+    page.shot("catalog-added")
+    page.click("#nav-cart")
     page.fill("input[aria-label='Quantity of Mouse']", "2")
     page.click("#line-MOUSE-01 button:has-text('Update')")
     page.wait_for_selector(".message:has-text('Cart updated.')")

@@ -1,6 +1,6 @@
 from django import template
 
-from orders import cart
+from orders import cart, presenters
 
 register = template.Library()
 
@@ -9,3 +9,8 @@ register = template.Library()
 def cart_count(context) -> int:
     request = context.get("request")
     return cart.cart_count(request.session) if request is not None else 0
+
+
+@register.simple_tag
+def product_art(product) -> presenters.ProductArt:
+    return presenters.product_art(product)

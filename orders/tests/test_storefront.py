@@ -64,6 +64,68 @@ def test_catalog_lists_pages_and_searches(client, catalog):
     assert "No products match" in client.get("/", {"q": "zzz"}).content.decode()
 
 
+def test_catalog_placeholders_are_distinct_and_not_links_styled(client, catalog):
+    page = client.get("/").content.decode()
+    arts = re.findall(
+        r'<span class="placeholder" style="--hue: (\d+)" aria-hidden="true">(\w+)</span>', page
+    )
+    assert len(arts) == 12
+    names = re.findall(r'<h2>\s*<a href="/products/[^"]+/">([^<]+)</a>', page)
+    initials = dict(zip(names, (text for _hue, text in arts), strict=True))
+    assert initials["Desk Lamp"] == "DL" and initials["Desk Pad"] == "DP"
+    assert initials["Laptop"] == "La" and initials["Laptop Stand"] == "LS"
+    # No two look alike (Mouse and Monitor share "Mo", not the colour), and a product looks
+    # the same on every page.
+    assert len(set(arts)) == len(arts)
+    assert len({hue for hue, _text in arts}) == len(arts)
+    detail = client.get(reverse("orders:product-detail", args=["LAMP-01"])).content.decode()
+    lamp = next(art for art, name in zip(arts, names, strict=True) if name == "Desk Lamp")
+    assert f'style="--hue: {lamp[0]}" aria-hidden="true">DL</span>' in detail
+    # No images from anywhere; the picture's link is not styled as text.
+    assert "<img" not in page
+    assert page.count('class="placeholder-link"') == 12
+
+
+def test_adding_from_the_catalog_stays_on_the_catalog(client, catalog):
+    page = client.get("/", {"q": "desk", "page": "1"}).content.decode()
+    assert '<input type="hidden" name="next" value="/?q=desk&amp;page=1">' in page
+    response = client.post(
+        reverse("orders:cart-add"), {"sku": "PAD-01", "quantity": 1, "next": "/?q=desk&page=1"}
+    )
+    assert response["Location"] == "/?q=desk&page=1"
+    response = client.get(response["Location"])
+    assert "Desk Pad added to your cart." in messages_of(response)
+    assert re.search(
+        r'id="nav-cart">Cart\s*<span class="badge">1</span>', response.content.decode()
+    )
+    # The product page goes to the cart; another site is no place to go back to.
+    add_from_page = client.post(reverse("orders:cart-add"), {"sku": "PAD-01", "quantity": 1})
+    assert add_from_page["Location"] == reverse("orders:cart")
+    elsewhere = client.post(
+        reverse("orders:cart-add"),
+        {"sku": "PAD-01", "quantity": 1, "next": "https://evil.example/"},
+    )
+    assert elsewhere["Location"] == reverse("orders:cart")
+    assert cart_of(client) == {"PAD-01": 3}
+    # Refusals go back to the list too.
+    out = ProductFactory(stock=0, name="Gone Thing")
+    response = client.post(
+        reverse("orders:cart-add"), {"sku": out.sku, "quantity": 1, "next": "/?page=2"}, follow=True
+    )
+    assert response.redirect_chain == [("/?page=2", 302)]
+    assert "Gone Thing is out of stock." in messages_of(response)
+
+
+def test_pages_have_an_icon_and_favicon_ico_finds_it(client, catalog):
+    from django.contrib.staticfiles import finders
+
+    page = client.get("/").content.decode()
+    assert re.search(r'<link rel="icon" href="/static/favicon\.svg" type="image/svg\+xml">', page)
+    assert finders.find("favicon.svg")
+    response = client.get("/favicon.ico")
+    assert response.status_code == 302 and response["Location"] == "/static/favicon.svg"
+
+
 def test_product_page_shows_price_and_low_stock(client, catalog):
     page = client.get(reverse("orders:product-detail", args=["LAMP-01"])).content.decode()
     assert "49.99 EUR" in page
@@ -84,6 +146,12 @@ def test_cart_add_change_and_remove(client, catalog):
     response = update(client, "LAPTOP-14", 0)
     assert cart_of(client) == {"MOUSE-01": 3}
     assert "Laptop removed from your cart." in messages_of(response)
+
+
+def test_cart_line_update_and_remove_are_apart(client, catalog):
+    page = add(client, "MOUSE-01").content.decode()
+    actions = re.search(r'<div class="line-actions">(.*?)</div>', page, re.S).group(1)
+    assert ">Update</button>" in actions and ">Remove</button>" in actions
 
 
 def test_cart_refuses_unknown_products(client, catalog):
@@ -182,6 +250,16 @@ def test_checkout_places_the_order_and_shows_its_page(client, catalog):
     assert cart_of(client) == {}
     page = client.get(response["Location"]).content.decode()
     assert f"Order {order.number}" in page and "Placed" in page
+
+
+def test_form_labels_have_no_colon(client, catalog):
+    add(client, "MOUSE-01")
+    checkout = client.get(reverse("orders:checkout")).content.decode()
+    assert '<label for="id_email">Email</label>' in checkout
+    assert '<label for="id_postal_code">Postal code</label>' in checkout
+    for page in (checkout, client.get(reverse("login")).content.decode()):
+        labels = re.findall(r"<label[^>]*>([^<]*)</label>", page)
+        assert labels and not [label for label in labels if label.endswith(":")]
 
 
 def test_checkout_form_errors_are_shown_next_to_the_fields(client, catalog):
