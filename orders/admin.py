@@ -1,7 +1,9 @@
 from django.contrib import admin, messages
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 
+from orders import presenters
 from orders.models import Order, OrderCreditNote, OrderLine, Product, TimelineEntry
 from orders.services import order_retry_stuck
 from outbox.models import FailedDelivery, OutboxEvent
@@ -15,26 +17,49 @@ class ProductAdmin(admin.ModelAdmin):
     list_editable = ("stock", "is_active")
 
 
-class OrderLineInline(admin.TabularInline):
-    model = OrderLine
+def _with_seconds(value) -> str:
+    """A timestamp as operators compare it with the logs: local time, to the second."""
+    return date_format(timezone.localtime(value), "Y-m-d H:i:s") if value else "-"
+
+
+class ReadOnlyInline(admin.TabularInline):
+    """An order's record (lines, credit notes, timeline): shown, never added or removed here."""
+
     extra = 0
     can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class OrderLineInline(ReadOnlyInline):
+    model = OrderLine
     readonly_fields = ("sku", "name", "unit_price", "quantity", "line_total")
     exclude = ("product",)
 
 
-class CreditNoteInline(admin.TabularInline):
+class CreditNoteInline(ReadOnlyInline):
     model = OrderCreditNote
-    extra = 0
-    can_delete = False
-    readonly_fields = ("number", "amount", "pdf_path", "issued_at")
+    fields = ("number", "amount", "pdf_path", "issued")
+    readonly_fields = fields
+
+    @admin.display(description="Issued at")
+    def issued(self, note: OrderCreditNote) -> str:
+        return _with_seconds(note.issued_at)
 
 
-class TimelineInline(admin.TabularInline):
+class TimelineInline(ReadOnlyInline):
     model = TimelineEntry
-    extra = 0
-    can_delete = False
-    readonly_fields = ("at", "type", "detail")
+    fields = ("time", "type", "description", "detail")
+    readonly_fields = fields
+
+    @admin.display(description="At")
+    def time(self, entry: TimelineEntry) -> str:
+        return _with_seconds(entry.at)
+
+    @admin.display(description="What happened")
+    def description(self, entry: TimelineEntry) -> str:
+        return presenters.describe(entry)
 
 
 class StuckFilter(admin.SimpleListFilter):

@@ -180,4 +180,6 @@ class TimelineEntry(models.Model):
         verbose_name_plural = "timeline"
 
     def __str__(self) -> str:
-        return f"{self.type} {self.detail}"
+        # What the admin heads an inline row with: readable, the detail is in its own column.
+        what = self.type.replace("_", " ").capitalize()
+        return f"{what} at {timezone.localtime(self.at):%Y-%m-%d %H:%M:%S}" if self.at else what
