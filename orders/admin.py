@@ -139,17 +139,19 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry the stuck step (redeliver failures, republish events)")
     def retry_stuck_step(self, request, queryset):
-        redelivered = rearmed = nothing = 0
+        redelivered = rearmed = republished = nothing = 0
         for order in queryset.order_by("pk"):
             result = order_retry_stuck(order_id=order.pk)
             redelivered += result.redelivered
             rearmed += result.rearmed
+            republished += result.republished
             nothing += not result.anything
-        self.message_user(
-            request,
-            f"{redelivered} failed delivery(ies) sent again, {rearmed} outbox event(s) due now.",
-            messages.SUCCESS,
+        summary = (
+            f"{redelivered} failed delivery(ies) sent again, {rearmed} outbox event(s) due now."
         )
+        if republished:
+            summary += f" {republished} published event(s) sent again (handled ones are skipped)."
+        self.message_user(request, summary, messages.SUCCESS)
         if nothing:
             self.message_user(
                 request,

@@ -400,17 +400,20 @@ def orders_flag_stuck() -> int:
 class RetryResult:
     redelivered: int
     rearmed: int
+    republished: int = 0
 
     @property
     def anything(self) -> bool:
-        return bool(self.redelivered or self.rearmed)
+        return bool(self.redelivered or self.rearmed or self.republished)
 
 
 @transaction.atomic
 def order_retry_stuck(*, order_id) -> RetryResult:
     """Retry the step an order is stuck on: send every unresolved failed delivery of its events to
-    the subscriber again (after commit), and make its unpublished outbox events due now. The
-    inbox keeps this safe: a step that did complete in the meantime is not run twice."""
+    the subscriber again (after commit), and make its unpublished outbox events due now. With
+    neither (a message lost after it was published: a purged queue, an emulator restarted with
+    messages in it), publish all of the order's events again. The inbox keeps all of this safe:
+    a subscriber that already handled an event skips it, so no step runs twice."""
     order = _lock(order_id)
     key = str(order.id)
     failures = list(
@@ -428,7 +431,14 @@ def order_retry_stuck(*, order_id) -> RetryResult:
         .exclude(status=OutboxEvent.Status.PUBLISHED)
         .update(next_attempt_at=timezone.now())
     )
-    result = RetryResult(redelivered=len(failures), rearmed=rearmed)
+    republished = 0
+    if not failures and not rearmed:
+        republished = OutboxEvent.objects.filter(
+            aggregate_id=key, status=OutboxEvent.Status.PUBLISHED
+        ).update(
+            status=OutboxEvent.Status.PENDING, published_at=None, next_attempt_at=timezone.now()
+        )
+    result = RetryResult(redelivered=len(failures), rearmed=rearmed, republished=republished)
     order.stuck_since = None
     order.last_progress_at = timezone.now()
     order.save(update_fields=["stuck_since", "last_progress_at", "updated_at"])
@@ -439,12 +449,15 @@ def order_retry_stuck(*, order_id) -> RetryResult:
             "message": "Operator retried the stuck step.",
             "redelivered": [f"{f.subscriber} <- {f.event_type}" for f in failures],
             "rearmed_events": rearmed,
+            "republished_events": republished,
         },
     )
     logger.info(
-        "order %s: retry of the stuck step, %s redelivery(ies), %s event(s) re-armed",
+        "order %s: retry of the stuck step, %s redelivery(ies), %s event(s) re-armed, "
+        "%s published again",
         order.id,
         result.redelivered,
         result.rearmed,
+        result.republished,
     )
     return result

@@ -122,3 +122,29 @@ def test_retry_with_nothing_to_retry_says_where_to_look(admin_client, stuck_orde
     )
     assert "had nothing to retry" in response.content.decode()
     assert not order_retry_stuck(order_id=stuck_order.pk).anything
+
+
+def test_retry_publishes_the_orders_events_again_when_a_message_was_lost(stuck_order):
+    """Nothing failed and nothing is waiting: the message was lost after publishing (a purged
+    queue, a restarted emulator). Every event of the order goes out again; the inbox skips what
+    was handled."""
+    from outbox.models import OutboxEvent
+
+    lost = OutboxEvent.objects.create(
+        type="payment.succeeded",
+        aggregate_id=str(stuck_order.pk),
+        status=OutboxEvent.Status.PUBLISHED,
+        published_at=timezone.now() - timedelta(hours=1),
+    )
+    other = OutboxEvent.objects.create(
+        type="payment.succeeded",
+        aggregate_id="another-order",
+        status="published",
+        published_at=timezone.now(),
+    )
+    result = order_retry_stuck(order_id=stuck_order.pk)
+    assert (result.redelivered, result.rearmed, result.republished) == (0, 0, 1)
+    lost.refresh_from_db()
+    other.refresh_from_db()
+    assert lost.status == OutboxEvent.Status.PENDING and lost.published_at is None
+    assert other.status == OutboxEvent.Status.PUBLISHED
