@@ -15,7 +15,7 @@ from invoicing.tests.test_services import pdf_text
 
 pytestmark = pytest.mark.django_db
 
-seed = importlib.import_module("invoicing.migrations.0003_seed_vat_rates")
+seed = importlib.import_module("invoicing.migrations.0002_seed_vat_rates")
 
 
 @pytest.fixture

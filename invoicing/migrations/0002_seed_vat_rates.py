@@ -66,7 +66,7 @@ def unseed_vat_rates(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("invoicing", "0002_shippingzone_creditnote_pdf_rendered_at_and_more"),
+        ("invoicing", "0001_initial"),
     ]
 
     operations = [
