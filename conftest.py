@@ -71,6 +71,39 @@ def wait_until(predicate, *, timeout: float, interval: float = 0.2, message: str
         time.sleep(interval)
 
 
+GUEST_ADDRESS = {
+    "name": "Ada Lovelace",
+    "line1": "12 Analytical Row",
+    "city": "London",
+    "postal_code": "N1 9GU",
+    "country": "GB",
+}
+GUEST_ITEMS = [{"sku": "LAPTOP-14", "quantity": 1}, {"sku": "MOUSE-01", "quantity": 2}]
+
+
+def place_order(
+    key: str, *, payment_method: str = "pm_card_visa", postal_code: str | None = None, client=None
+) -> dict:
+    """Place the standard guest order (a laptop and two mice to London) through the public API;
+    returns the created order with its access token. Needs the `catalog` fixture."""
+    from rest_framework.test import APIClient
+
+    address = {**GUEST_ADDRESS, **({"postal_code": postal_code} if postal_code else {})}
+    response = (client or APIClient()).post(
+        "/api/v1/orders/",
+        {
+            "email": "ada@example.com",
+            "shipping_address": address,
+            "items": GUEST_ITEMS,
+            "payment_method": payment_method,
+        },
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=key,
+    )
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
 # --- Session-wide settings -----------------------------------------------------------------
 
 

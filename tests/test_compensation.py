@@ -15,7 +15,7 @@ import stripe
 from rest_framework.test import APIClient
 
 from billing.stripe_client import stripe_client
-from conftest import free_port
+from conftest import free_port, place_order
 from orders.models import Order, Product
 from orders.services import orders_flag_stuck
 from outbox.delivery import deliver
@@ -28,15 +28,6 @@ from shipping.tasks import poll_open_shipments
 
 pytestmark = pytest.mark.django_db
 
-ADDRESS = {
-    "name": "Ada Lovelace",
-    "line1": "12 Analytical Row",
-    "city": "London",
-    "postal_code": "N1 9GU",
-    "country": "GB",
-}
-ITEMS = [{"sku": "LAPTOP-14", "quantity": 1}, {"sku": "MOUSE-01", "quantity": 2}]
-
 
 @pytest.fixture
 def fast_partner(settings, partner):
@@ -45,23 +36,6 @@ def fast_partner(settings, partner):
     partner_session.cache_clear()
     yield partner
     partner_session.cache_clear()
-
-
-def place(key: str, *, payment_method: str = "pm_card_visa", postal_code: str | None = None):
-    address = {**ADDRESS, **({"postal_code": postal_code} if postal_code else {})}
-    response = APIClient().post(
-        "/api/v1/orders/",
-        {
-            "email": "ada@example.com",
-            "shipping_address": address,
-            "items": ITEMS,
-            "payment_method": payment_method,
-        },
-        format="json",
-        HTTP_IDEMPOTENCY_KEY=key,
-    )
-    assert response.status_code == 201, response.content
-    return response.json()
 
 
 def fetch(created: dict) -> dict:
@@ -98,7 +72,7 @@ def stripe_refunds(order_id: str) -> list:
 
 def test_payment_failed_cancels_releases_stock_and_credits(pipeline, catalog, mailbox):
     before = stock()
-    created = place("comp-declined", payment_method="pm_card_chargeCustomerFail")
+    created = place_order("comp-declined", payment_method="pm_card_chargeCustomerFail")
     assert stock() != before  # reserved at checkout
     pipeline.drain(duplicate=True)
 
@@ -119,7 +93,7 @@ def test_payment_failed_cancels_releases_stock_and_credits(pipeline, catalog, ma
 
 def test_undeliverable_address_is_refunded_once(pipeline, catalog, mailbox, fast_partner):
     before = stock()
-    created = place("comp-undeliverable", postal_code="00000")
+    created = place_order("comp-undeliverable", postal_code="00000")
     pipeline.drain(duplicate=True)
 
     order = fetch(created)
@@ -153,7 +127,7 @@ def test_undeliverable_address_is_refunded_once(pipeline, catalog, mailbox, fast
 )
 def test_partner_faults_still_make_one_shipment(pipeline, catalog, mailbox, fast_partner, fault):
     fast_partner.configure(**fault)
-    created = place(f"comp-fault-{'-'.join(fault)}")
+    created = place_order(f"comp-fault-{'-'.join(fault)}")
     pipeline.drain()
     order = fetch(created)
     assert order["status"] == "shipped"
@@ -168,7 +142,7 @@ def test_partner_down_fails_after_the_last_attempt_and_refunds(
     settings.SHIPPING_CREATE_MAX_ATTEMPTS = 3
     fast_partner.configure(failure_rate=1.0)
     before = stock()
-    created = place("comp-partner-down")
+    created = place_order("comp-partner-down")
     failures = 0
     while True:  # what Celery does: redeliver after each failure (with backoff)
         try:
@@ -196,7 +170,7 @@ def test_partner_down_fails_after_the_last_attempt_and_refunds(
 def test_failing_refund_is_retried_and_shows_as_stuck_with_its_cause(
     pipeline, catalog, mailbox, fast_partner, settings
 ):
-    created = place("comp-refund-fails", postal_code="00000")
+    created = place_order("comp-refund-fails", postal_code="00000")
     real_stripe = settings.STRIPE_API_BASE
     # Stripe goes away just as the shipment fails: the refund step cannot run.
     with pytest.raises(stripe.APIConnectionError):
@@ -244,7 +218,7 @@ def test_every_event_delivered_twice_sends_every_email_once(
     pipeline, catalog, mailbox, fast_partner
 ):
     fast_partner.configure(transit_seconds=0, delivery_seconds=0.2)
-    created = place("comp-twice")
+    created = place_order("comp-twice")
     pipeline.drain(duplicate=True)
     assert Order.objects.get(pk=created["id"]).status == "shipped"
     time.sleep(0.25)

@@ -7,35 +7,10 @@ import pytest
 from rest_framework.test import APIClient
 
 from billing.stripe_client import stripe_client
-from conftest import wait_until
+from conftest import place_order, wait_until
 from orders.models import Order, Product
 
 pytestmark = pytest.mark.e2e
-
-ADDRESS = {
-    "name": "Ada Lovelace",
-    "line1": "12 Analytical Row",
-    "city": "London",
-    "postal_code": "N1 9GU",
-    "country": "GB",
-}
-
-
-def place(client: APIClient, *, key: str, payment_method="pm_card_visa", postal_code=None):
-    address = {**ADDRESS, **({"postal_code": postal_code} if postal_code else {})}
-    response = client.post(
-        "/api/v1/orders/",
-        {
-            "email": "ada@example.com",
-            "shipping_address": address,
-            "items": [{"sku": "LAPTOP-14", "quantity": 1}, {"sku": "MOUSE-01", "quantity": 2}],
-            "payment_method": payment_method,
-        },
-        format="json",
-        HTTP_IDEMPOTENCY_KEY=key,
-    )
-    assert response.status_code == 201, response.content
-    return response.json()
 
 
 def status_of(order_id) -> str:
@@ -45,7 +20,7 @@ def status_of(order_id) -> str:
 def test_order_reaches_shipped_through_real_workers(live_stack, catalog, stripe_server, mailbox):
     live_stack.start("relay")
     live_stack.start("worker")
-    created = place(APIClient(), key="e2e-happy")
+    created = place_order("e2e-happy")
 
     wait_until(
         lambda: status_of(created["id"]) == "shipped", timeout=90, message="order to be shipped"
@@ -89,8 +64,8 @@ def test_declined_and_undeliverable_orders_end_in_a_terminal_status(live_stack, 
     live_stack.start("relay")
     live_stack.start("worker")
     client = APIClient()
-    declined = place(client, key="e2e-declined", payment_method="pm_card_chargeCustomerFail")
-    undeliverable = place(client, key="e2e-undeliverable", postal_code="00000")
+    declined = place_order("e2e-declined", payment_method="pm_card_chargeCustomerFail")
+    undeliverable = place_order("e2e-undeliverable", postal_code="00000")
 
     wait_until(
         lambda: status_of(declined["id"]) == "cancelled"

@@ -8,32 +8,9 @@ from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
 from billing.tests.helpers import intents_for
+from conftest import place_order
 
 pytestmark = pytest.mark.django_db
-
-ADDRESS = {
-    "name": "Ada Lovelace",
-    "line1": "12 Analytical Row",
-    "city": "London",
-    "postal_code": "N1 9GU",
-    "country": "GB",
-}
-
-
-def place(payment_method: str) -> dict:
-    response = APIClient().post(
-        "/api/v1/orders/",
-        {
-            "email": "ada@example.com",
-            "shipping_address": ADDRESS,
-            "items": [{"sku": "LAPTOP-14", "quantity": 1}, {"sku": "MOUSE-01", "quantity": 2}],
-            "payment_method": payment_method,
-        },
-        format="json",
-        HTTP_IDEMPOTENCY_KEY=f"billing-{payment_method}",
-    )
-    assert response.status_code == 201, response.content
-    return response.json()
 
 
 def order_of(created: dict) -> dict:
@@ -45,7 +22,7 @@ def order_of(created: dict) -> dict:
 
 
 def test_paid_then_partially_and_fully_refunded_with_credit_notes(catalog, pipeline):
-    created = place("pm_card_visa")
+    created = place_order("billing-pm_card_visa")
     pipeline.drain(duplicate=True)
     order = order_of(created)
     assert order["payment"]["status"] == "succeeded"
@@ -74,7 +51,7 @@ def test_paid_then_partially_and_fully_refunded_with_credit_notes(catalog, pipel
 
 
 def test_declined_order_is_cancelled_with_a_credit_note(catalog, pipeline):
-    created = place("pm_card_chargeCustomerFail")
+    created = place_order("billing-declined", payment_method="pm_card_chargeCustomerFail")
     pipeline.drain(duplicate=True)
     order = order_of(created)
     assert order["status"] == "cancelled"
