@@ -299,7 +299,6 @@ def _child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
         "MAILBOX_DIR": str(settings.MAILBOX_DIR),
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "OUTBOX_RELAY_POLL_SECONDS": "0.2",
-        "SQS_WAIT_TIME_SECONDS": "1",
         "LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
     }
