@@ -11,7 +11,10 @@ ARG REQUIREMENTS=requirements-dev.txt
 RUN pip install -r "$REQUIREMENTS"
 
 COPY . .
-RUN DEBUG=true python manage.py collectstatic --noinput \
+# Collected as production serves them (hashed names and a manifest, DEBUG off); the key below
+# exists only for this build step.
+RUN DEBUG=false SECRET_KEY=collectstatic-only-not-a-runtime-secret-000 ALLOWED_HOSTS=build \
+    python manage.py collectstatic --noinput \
     && useradd --create-home --uid 1000 chargeflow && mkdir -p var && chown -R chargeflow var
 USER chargeflow
 
