@@ -165,9 +165,23 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_ROOT = Path(env("MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "/media/"  # never served publicly: documents go through authorised views
+# Invoice and credit-note PDFs: local files under MEDIA_ROOT by default; Amazon S3 (django-storages)
+# when AWS_STORAGE_BUCKET_NAME is set. Documents are private: served only through the order's
+# authorised views, never by public URL.
+AWS_STORAGE_BUCKET_NAME = env("AWS_STORAGE_BUCKET_NAME")
 STORAGES = {
-    "default": {
-        "BACKEND": env("DEFAULT_FILE_STORAGE", "django.core.files.storage.FileSystemStorage")
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+    if not AWS_STORAGE_BUCKET_NAME
+    else {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": AWS_STORAGE_BUCKET_NAME,
+            "region_name": env("AWS_REGION", "eu-west-1"),
+            "endpoint_url": env("AWS_S3_ENDPOINT_URL") or None,  # an emulator, e.g. moto
+            "default_acl": "private",
+            "querystring_auth": True,
+            "file_overwrite": False,
+        },
     },
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
