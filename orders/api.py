@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404
 from rest_framework import generics, status
@@ -18,17 +15,13 @@ from orders.serializers import (
     ProductSerializer,
     order_with_token,
 )
-from orders.services import CartItem, order_checkout
+from orders.services import CartItem, order_checkout, request_fingerprint
 
 TOKEN_HEADER = "HTTP_X_ORDER_TOKEN"
 
 
 def request_token(request) -> str | None:
     return request.META.get(TOKEN_HEADER) or request.GET.get("token")
-
-
-def fingerprint(data) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
 class ProductListView(generics.ListAPIView):
@@ -55,7 +48,7 @@ class OrderCreateView(APIView):
             payment_method=data["payment_method"],
             customer=request.user if request.user.is_authenticated else None,
             idempotency_key=key,
-            fingerprint=fingerprint(request.data),
+            fingerprint=request_fingerprint(request.data),
         )
         order = selectors.order_detail_queryset().get(pk=order.pk)
         response = Response(order_with_token(order, {"request": request}), status=201)

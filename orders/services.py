@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from decimal import Decimal
@@ -40,6 +42,12 @@ class OutOfStockError(ConflictError):
 class CartItem:
     sku: str
     quantity: int
+
+
+def request_fingerprint(payload) -> str:
+    """What an idempotency key is bound to: a hash of the request, so the same key with another
+    request is recognised as a conflict."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _merge_items(items: list[CartItem]) -> dict[str, int]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import secrets
 
 from django.conf import settings
@@ -26,7 +24,7 @@ from orders import cart, presenters, selectors
 from orders.forms import AddToCartForm, CartUpdateForm, CheckoutForm, SignUpForm
 from orders.models import Product
 from orders.serializers import OrderSerializer
-from orders.services import CartItem, OutOfStockError, order_checkout
+from orders.services import CartItem, OutOfStockError, order_checkout, request_fingerprint
 from orders.tokens import order_access_token
 
 PLACED_ORDERS_KEY = "placed_orders"
@@ -146,11 +144,6 @@ def cart_view(request):
 # --- Checkout ----------------------------------------------------------------------------------
 
 
-def _fingerprint(data: dict, items: list[CartItem]) -> str:
-    payload = {"form": data, "items": [item.__dict__ for item in items]}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
 def _order_url(order) -> str:
     url = reverse("orders:order-detail", args=[order.id])
     return f"{url}?token={order_access_token(order.id)}"
@@ -203,7 +196,9 @@ def checkout(request):
                 payment_method=data["payment_method"],
                 customer=request.user if request.user.is_authenticated else None,
                 idempotency_key=selectors.checkout_idempotency_key(data["checkout_token"]),
-                fingerprint=_fingerprint(data, items),
+                fingerprint=request_fingerprint(
+                    {"form": data, "items": [item.__dict__ for item in items]}
+                ),
             )
         except OutOfStockError as exc:
             messages.error(request, f"Sorry: {exc.message} Nothing was charged.")
