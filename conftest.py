@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -138,6 +139,17 @@ def sqs():
     """moto's server on a free port, with the project's queues and dead-letter queues."""
     from outbox.sqs import ensure_queues, sqs_client
 
+    with moto_server() as port:
+        url = f"sqs://test:test@127.0.0.1:{port}"
+        settings.CELERY_BROKER_URL = url  # Celery reads it from Django settings
+        client = sqs_client()
+        ensure_queues(client)
+        yield SqsEndpoint(url=url, port=port, client=client)
+
+
+@contextlib.contextmanager
+def moto_server():
+    """A moto server process on a free port (yields the port)."""
     port = free_port()
     proc = subprocess.Popen(
         [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
@@ -146,11 +158,7 @@ def sqs():
     )
     try:
         wait_for_http(f"http://127.0.0.1:{port}/moto-api/")
-        url = f"sqs://test:test@127.0.0.1:{port}"
-        settings.CELERY_BROKER_URL = url  # Celery reads it from Django settings
-        client = sqs_client()
-        ensure_queues(client)
-        yield SqsEndpoint(url=url, port=port, client=client)
+        yield port
     finally:
         proc.terminate()
         proc.wait(10)

@@ -4,15 +4,23 @@ import boto3
 import pytest
 from rest_framework.test import APIClient
 
-from conftest import place_order
+from conftest import moto_server, place_order
 
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    # A moto server of its own: after S3 was used on the shared one, moto answered the SES test's
+    # /moto-api/data.json with a 404 (seen here).
+    with moto_server() as port:
+        yield f"http://127.0.0.1:{port}"
+
+
 @pytest.fixture
-def s3_bucket(sqs, settings):
-    """A private bucket on the moto server the session already runs, and storage pointed at it."""
-    endpoint = f"http://127.0.0.1:{sqs.port}"
+def s3_bucket(s3_endpoint, settings):
+    """A private bucket on moto's S3, and Django's default storage pointed at it."""
+    endpoint = s3_endpoint
     client = boto3.client(
         "s3",
         endpoint_url=endpoint,
