@@ -225,3 +225,34 @@ def test_complete_payment_step_confirms_3d_secure_with_stripe_js(
     page.shot("payment-confirmed")
 
     assert client.v1.payment_intents.retrieve(intent.id).status == "succeeded"
+
+
+def test_3d_secure_checkout_completed_on_the_order_page_ships(
+    shop, browser_page, stripe_server, settings
+):
+    """The whole 3-D Secure path: checkout with a card that needs authentication, billing reports
+    `action_required`, the customer completes it on the order page with Stripe.js, Stripe's
+    webhook tells billing, and the order ships, without a reload."""
+    stripe_server.register_webhook(
+        f"{shop}/billing/stripe/webhook/",
+        settings.STRIPE_WEBHOOK_SECRET,
+        events=["payment_intent.succeeded", "payment_intent.payment_failed"],
+        name="browser-3ds",
+    )
+    page = browser_page
+    page.goto(f"{shop}/products/MOUSE-01/")
+    page.click("button:has-text('Add to cart')")
+    page.goto(f"{shop}/checkout/")
+    fill_checkout(page, email="tess@example.com", card="4000 0025 0000 3155")
+    page.click("#place-order")
+    page.wait_for_selector("#complete-payment", timeout=60_000)
+    page.shot("3ds-action-required")
+    page.click("#complete-payment")
+    page.click("button:has-text('Complete authentication')")
+    page.wait_for_selector("[data-status='shipped']", timeout=90_000)
+    page.shot("3ds-shipped")
+
+    order = Order.objects.get(email="tess@example.com")
+    assert order.status == Order.Status.SHIPPED
+    (intent,) = intents_of(order)
+    assert intent.status == "succeeded"
