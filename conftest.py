@@ -75,6 +75,7 @@ def wait_until(predicate, *, timeout: float, interval: float = 0.2, message: str
 GUEST_ADDRESS = {
     "name": "Ada Lovelace",
     "line1": "12 Analytical Row",
+    "line2": "",
     "city": "London",
     "postal_code": "N1 9GU",
     "country": "GB",

@@ -5,14 +5,9 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
-ADDRESS = {
-    "name": "Ada Lovelace",
-    "line1": "12 Analytical Row",
-    "line2": "",
-    "city": "London",
-    "postal_code": "N1 9GU",
-    "country": "GB",
-}
+from conftest import GUEST_ADDRESS
+
+ADDRESS = GUEST_ADDRESS  # the shared test address (conftest)
 
 
 def item(sku: str = "MOUSE-01", price: str = "29.99", quantity: int = 1, name: str = "") -> dict:

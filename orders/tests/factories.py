@@ -8,16 +8,10 @@ from decimal import Decimal
 import factory
 from django.utils import timezone
 
+from conftest import GUEST_ADDRESS
 from orders.models import Order, OrderLine, Product, TimelineEntry
 
-ADDRESS = {
-    "name": "Ada Lovelace",
-    "line1": "12 Analytical Row",
-    "line2": "",
-    "city": "London",
-    "postal_code": "N1 9GU",
-    "country": "GB",
-}
+ADDRESS = GUEST_ADDRESS  # the shared test address (conftest)
 
 
 class ProductFactory(factory.django.DjangoModelFactory):

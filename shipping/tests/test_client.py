@@ -7,17 +7,10 @@ import uuid
 
 import pytest
 
-from conftest import free_port
+from conftest import GUEST_ADDRESS, free_port
 from shipping import client
 
-RECIPIENT = {
-    "name": "Ada Lovelace",
-    "line1": "12 Analytical Row",
-    "line2": "",
-    "city": "London",
-    "postal_code": "N1 9GU",
-    "country": "GB",
-}
+RECIPIENT = GUEST_ADDRESS  # the shared test address (conftest)
 
 
 def create(key: str | None = None, **recipient):

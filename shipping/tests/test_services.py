@@ -8,6 +8,7 @@ import uuid
 import pytest
 from django.utils import timezone
 
+from conftest import GUEST_ADDRESS
 from outbox.delivery import deliver
 from outbox.models import FailedDelivery, OutboxEvent
 from shipping import services
@@ -17,14 +18,7 @@ from shipping.tasks import poll_open_shipments
 
 pytestmark = pytest.mark.django_db
 
-ADDRESS = {
-    "name": "Ada Lovelace",
-    "line1": "12 Analytical Row",
-    "line2": "",
-    "city": "London",
-    "postal_code": "N1 9GU",
-    "country": "GB",
-}
+ADDRESS = GUEST_ADDRESS  # the shared test address (conftest)
 
 
 def prepared(postal_code: str = "N1 9GU") -> Shipment:
