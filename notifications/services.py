@@ -18,7 +18,6 @@ How an email goes out (docs/notifications.md):
 from __future__ import annotations
 
 import logging
-import random
 import smtplib
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -33,6 +32,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from chargeflow.backoff import backoff_seconds
 from notifications.models import EmailAttempt, EmailLog, OrderContact
 from outbox import RetryLater, publish
 
@@ -171,11 +171,11 @@ def email_resend_request(*, log_id: int, requested_by: str) -> EmailLog:
 
 
 def _retry_delay(attempts: int) -> timedelta:
-    """Exponential backoff with jitter: base * 2**(attempts-1), capped, between 50% and 100%."""
-    ceiling = min(
-        settings.EMAIL_RETRY_MAX_SECONDS, settings.EMAIL_RETRY_BASE_SECONDS * 2 ** (attempts - 1)
+    return timedelta(
+        seconds=backoff_seconds(
+            attempts, base=settings.EMAIL_RETRY_BASE_SECONDS, cap=settings.EMAIL_RETRY_MAX_SECONDS
+        )
     )
-    return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
 
 
 def _provider(connection: Any) -> str:

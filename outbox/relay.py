@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
+from chargeflow.backoff import backoff_seconds
 from outbox.models import OutboxEvent
 from outbox.registry import subscribers_for
 from outbox.services import NOTIFY_CHANNEL
@@ -30,7 +31,8 @@ RETRY_CAP_SECONDS = 300
 
 
 def retry_delay(attempts: int) -> timedelta:
-    return timedelta(seconds=min(RETRY_CAP_SECONDS, 2 ** min(attempts, 16)))
+    """2, 4, 8 … seconds after the first, second, third failed publish; at most 5 minutes."""
+    return timedelta(seconds=backoff_seconds(attempts, base=2, cap=RETRY_CAP_SECONDS, jitter=False))
 
 
 def envelope_of(row: OutboxEvent) -> dict:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import random
-
 from celery import shared_task
 from django.conf import settings
 
+from chargeflow.backoff import backoff_seconds
 from outbox import delivery
 from outbox.events import Event, RetryLater
 from outbox.services import delivery_failure_record, outbox_cleanup
@@ -16,10 +15,9 @@ from outbox.services import delivery_failure_record, outbox_cleanup
 QUIET_RETRIES = 3
 
 
-def backoff_seconds(retries: int) -> int:
-    """Exponential backoff with jitter, capped: about 2, 4, 8 … seconds, at most the cap."""
-    ceiling = min(settings.CELERY_RETRY_BACKOFF_MAX, 2 ** (retries + 1))
-    return max(1, int(random.uniform(ceiling / 2, ceiling)))
+def retry_countdown(retries: int) -> int:
+    """About 2, 4, 8 … seconds (with jitter), at most CELERY_RETRY_BACKOFF_MAX."""
+    return max(1, int(backoff_seconds(retries + 1, base=2, cap=settings.CELERY_RETRY_BACKOFF_MAX)))
 
 
 @shared_task(bind=True, name="outbox.deliver", max_retries=None)
@@ -40,7 +38,7 @@ def deliver(self, subscriber: str, event: dict) -> bool:
             # Not acknowledged (acks_on_failure_or_timeout=False): SQS redelivers it until the
             # queue's RedrivePolicy moves it to the dead-letter queue.
             raise
-        raise self.retry(exc=exc, countdown=backoff_seconds(retries)) from exc
+        raise self.retry(exc=exc, countdown=retry_countdown(retries)) from exc
 
 
 @shared_task(name="outbox.cleanup")
