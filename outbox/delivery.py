@@ -1,4 +1,20 @@
-"""Running a subscriber on an event: exactly once in effect, under at-least-once delivery."""
+"""Running a subscriber on an event: exactly once in effect, under at-least-once delivery.
+
+Two kinds of subscriber (outbox.registry.subscriber):
+
+- transactional (the default): the handler runs in ONE transaction with its inbox claim. Its
+  business writes and the events it publishes commit together with the claim; if it raises, all of
+  it rolls back and the message is retried. A duplicate finds the claim and does nothing.
+- `transactional=False`, for handlers that call out (Stripe, the shipping partner, an email
+  provider, object storage): the handler runs with NO transaction open, in atomic phases of its
+  own (a committed record of what it is about to do, the remote call with an idempotency key
+  derived from the order and the step, the answer recorded in a new transaction). Its own rows
+  make it idempotent: a redelivery before it finished resumes from the last committed phase; the
+  inbox claim is written after it returns, so a redelivery after that does nothing.
+
+Failures are recorded (in their own transaction) for the admin, with the order id, and cleared on
+success.
+"""
 
 from __future__ import annotations
 
@@ -8,32 +24,30 @@ from typing import Any
 from django.db import transaction
 
 from outbox.events import Event, RetryLater, handling
-from outbox.registry import get_subscriber
-from outbox.services import delivery_failure_record, delivery_failure_resolve, inbox_claim
+from outbox.registry import Subscriber, get_subscriber
+from outbox.services import (
+    delivery_failure_record,
+    delivery_failure_resolve,
+    inbox_claim,
+    inbox_has,
+)
 
 logger = logging.getLogger(__name__)
 
 
 def deliver(*, subscriber_name: str, envelope: dict[str, Any]) -> bool:
-    """Run the subscriber in one transaction with its inbox claim. Returns False for a duplicate.
-
-    The handler's business writes and the events it publishes commit together with the claim; if
-    it raises, all of it rolls back and the message is retried. Failures are recorded (in their
-    own transaction) for the admin, with the order id, and cleared on success.
-    """
+    """Run the subscriber on the event. Returns False for a duplicate."""
     sub = get_subscriber(subscriber_name)
     event = Event.from_envelope(envelope)
     try:
-        with transaction.atomic(), handling(event):
-            if not inbox_claim(event=event, subscriber=sub.name):
-                logger.info(
-                    "duplicate %s for %s on order %s ignored",
-                    event.type,
-                    sub.name,
-                    event.aggregate_id,
-                )
-                return False
-            sub.handler(event)
+        with handling(event):
+            run = _run_transactional if sub.transactional else _run_phased
+            handled = run(sub, event)
+        if not handled:
+            logger.info(
+                "duplicate %s for %s on order %s ignored", event.type, sub.name, event.aggregate_id
+            )
+            return False
     except RetryLater as exc:
         logger.info(
             "%s not ready for %s on order %s, will retry: %s",
@@ -56,4 +70,21 @@ def deliver(*, subscriber_name: str, envelope: dict[str, Any]) -> bool:
         )
         raise
     delivery_failure_resolve(event=event, subscriber=sub.name)
+    return True
+
+
+def _run_transactional(sub: Subscriber, event: Event) -> bool:
+    with transaction.atomic(durable=True):
+        if not inbox_claim(event=event, subscriber=sub.name):
+            return False
+        sub.handler(event)
+    return True
+
+
+def _run_phased(sub: Subscriber, event: Event) -> bool:
+    if inbox_has(event=event, subscriber=sub.name):
+        return False
+    sub.handler(event)  # no transaction open: its phases commit on their own
+    with transaction.atomic(durable=True):
+        inbox_claim(event=event, subscriber=sub.name)
     return True

@@ -23,6 +23,9 @@ class Subscriber:
     event_type: str
     app: str
     handler: Handler
+    # False for a handler that calls out (Stripe, the partner, email, storage): it runs with no
+    # transaction open and resumes from its own committed phases; see outbox/delivery.py.
+    transactional: bool = True
 
     @property
     def queue(self) -> str:
@@ -33,10 +36,15 @@ _subscribers: dict[str, Subscriber] = {}
 
 
 def subscriber(
-    event_type: str, *, name: str | None = None, app: str | None = None
+    event_type: str,
+    *,
+    name: str | None = None,
+    app: str | None = None,
+    transactional: bool = True,
 ) -> Callable[[Handler], Handler]:
     """Register a handler for `event_type`, on the queue of its app (the handler's top package
-    unless `app` is given)."""
+    unless `app` is given). `transactional=False`: the handler makes remote calls in atomic
+    phases of its own and must be idempotent through its own records (outbox/delivery.py)."""
 
     def register(handler: Handler) -> Handler:
         app_name = app or handler.__module__.split(".")[0]
@@ -45,6 +53,7 @@ def subscriber(
             event_type=event_type,
             app=app_name,
             handler=handler,
+            transactional=transactional,
         )
         existing = _subscribers.get(sub.name)
         if existing and existing.handler is not handler:

@@ -77,6 +77,12 @@ def inbox_claim(*, event: Event, subscriber: str) -> bool:
         return cursor.rowcount == 1
 
 
+def inbox_has(*, event: Event, subscriber: str) -> bool:
+    """Whether `subscriber` already handled `event` (for subscribers that run outside a
+    transaction and claim the inbox when they are done)."""
+    return InboxMessage.objects.filter(event_id=event.id, subscriber=subscriber).exists()
+
+
 def delivery_failure_record(*, event: Event, subscriber: str, error: str) -> FailedDelivery:
     now = timezone.now()
     failure, created = FailedDelivery.objects.get_or_create(

@@ -238,3 +238,30 @@ def test_envelope_carries_the_correlation_id_of_the_event_being_handled():
         "correlation_id",
         "data",
     }
+
+
+PHASED_CALLS: list[tuple[str, bool]] = []
+
+
+@subscriber("test.phased", name="orders.test_phased_recorder", app="orders", transactional=False)
+def record_phased(event: Event) -> None:
+    """A subscriber that calls out: it must run with no transaction open."""
+    PHASED_CALLS.append((str(event.id), transaction.get_connection().in_atomic_block))
+    if event.data.get("fail") and len(PHASED_CALLS) == 1:
+        raise RuntimeError("the remote call failed")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_non_transactional_subscriber_runs_outside_any_transaction_and_claims_after():
+    PHASED_CALLS.clear()
+    envelope = {**make_event(fail=True), "type": "test.phased"}
+    with pytest.raises(RuntimeError):
+        deliver(subscriber_name="orders.test_phased_recorder", envelope=envelope)
+    # It failed before claiming: the redelivery runs it again (it resumes from its own phases).
+    assert not InboxMessage.objects.filter(subscriber="orders.test_phased_recorder").exists()
+    assert FailedDelivery.objects.get(subscriber="orders.test_phased_recorder").resolved_at is None
+    assert deliver(subscriber_name="orders.test_phased_recorder", envelope=envelope) is True
+    # Once it succeeded, a duplicate does nothing.
+    assert deliver(subscriber_name="orders.test_phased_recorder", envelope=envelope) is False
+    assert [in_atomic for _, in_atomic in PHASED_CALLS] == [False, False]
+    assert FailedDelivery.objects.get(subscriber="orders.test_phased_recorder").resolved_at
