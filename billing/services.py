@@ -1,21 +1,19 @@
-"""Writes of the billing app: Stripe customers, charges and refunds, each exactly once.
+"""Writes of the billing app: Stripe customers, captures, charges, refunds, each exactly once.
 
-Exactly once, in three layers (docs/billing.md):
+Every Stripe call runs in atomic phases (docs/billing.md; Brandur Leach, "Implementing
+Stripe-like Idempotency Keys in Postgres"), never inside a database transaction:
 
-1. The inbox: a redelivered event does nothing (outbox/delivery.py).
-2. Our rows: one Payment per order (unique) and one Refund per (payment, source) (unique), locked
-   (`SELECT … FOR UPDATE`) for the whole step, so two deliveries of the same fact under different
-   event ids, or a webhook racing the worker, run one after the other and the second finds the
-   step done.
-3. Stripe: every call carries an Idempotency-Key derived from the order and the step (real
-   Stripe returns the first answer for 24 h), and before creating a PaymentIntent or a refund we
-   look for one already made for this order/source (metadata). A crash between Stripe's answer
-   and our commit rolls our record back but leaves the object at Stripe: the retry finds it there
-   instead of creating a second one. localstripe ignores Idempotency-Key, so there the lookup is
-   what is tested.
+1. a short transaction locks our row (Payment or Refund), checks the step is still to do, and
+   commits a record of the call about to be made (`Payment.step`, a pending `Refund`);
+2. the call to Stripe, with no transaction open and no row locked, carrying an Idempotency-Key
+   derived from the order and the step (`chargeflow:order:<id>:capture`, …): Stripe answers a
+   repeated key with its first answer, so a retry never moves money twice;
+3. a new short transaction records Stripe's answer (forward only) and publishes the fact.
 
-Stripe is called inside the handler's transaction, with the Payment row locked: the lock is what
-serialises the duplicates; its cost is one row per order held for a Stripe round trip.
+A crash anywhere resumes from the last committed phase: the redelivered event (its subscriber is
+registered with `transactional=False`) finds the step recorded and repeats the call with the same
+key. The rows make concurrent duplicates harmless too: the answer is applied under the row lock,
+forward only, and the event is published once.
 """
 
 from __future__ import annotations
@@ -42,12 +40,18 @@ logger = logging.getLogger(__name__)
 
 S = Payment.Status
 ACTION_SALT = "billing.payment-action"
-# Payment states a PaymentIntent's state may still move (never back from these terminal ones).
-OPEN = (S.PENDING, S.PROCESSING, S.ACTION_REQUIRED)
+# Payment states a PaymentIntent's state may still move (never back from the others).
+OPEN = (S.PENDING, S.AUTHORIZED, S.PROCESSING, S.ACTION_REQUIRED)
 
 
 class PaymentNotReady(RetryLater):
     """invoice.issued arrived before billing handled order.placed: raise, so it is retried."""
+
+
+class StepInFlight(RetryLater):
+    """Another worker is making this payment's Stripe call right now (a duplicate delivered at
+    the same time): retried later, when it finds the step done. A step whose worker died is
+    taken over once its lease (BILLING_STEP_LEASE_SECONDS) has run out."""
 
 
 class RefundError(ApplicationError):
@@ -84,27 +88,39 @@ def action_url(order_id) -> str:
     return settings.SITE_URL + reverse("billing:payment-action", args=[action_token(order_id)])
 
 
+def _metadata(obj) -> dict[str, Any]:
+    return dict(obj.get("metadata") or {})
+
+
+def _locked(order_id) -> Payment | None:
+    return (
+        Payment.objects.select_for_update(of=("self",))
+        .select_related("customer")
+        .filter(order_id=order_id)
+        .first()
+    )
+
+
 # --- Customers -------------------------------------------------------------------------------
 
 
 def customer_ensure(*, email: str) -> StripeCustomer:
-    """The Stripe Customer for this email, created once and reused (also across our crashes:
-    Stripe is searched by email before creating)."""
+    """The Stripe Customer for this email, created once and reused. Runs with no transaction
+    open: the create carries a key derived from the email, so a crash before our row is written
+    gets the same customer back from Stripe."""
     existing = StripeCustomer.objects.filter(email=email).first()
     if existing:
         return existing
-    client = stripe_client()
-    found = client.v1.customers.list(params={"email": email, "limit": 1})
-    if found.data:
-        stripe_id = found.data[0].id
-    else:
-        stripe_id = client.v1.customers.create(
-            params={"email": email}, options={"idempotency_key": f"chargeflow:customer:{email}"}
-        ).id
+    created = stripe_client().v1.customers.create(
+        params={"email": email}, options={"idempotency_key": f"chargeflow:customer:{email}"}
+    )
     customer, _ = StripeCustomer.objects.get_or_create(
-        email=email, defaults={"stripe_id": stripe_id}
+        email=email, defaults={"stripe_id": created.id}
     )
     return customer
+
+
+# --- The payment of an order -----------------------------------------------------------------
 
 
 @transaction.atomic
@@ -113,59 +129,43 @@ def payment_prepare(
     order_id: str,
     order_number: str,
     email: str,
-    payment_method: str,
     currency: str,
     items: list[dict[str, Any]],
+    totals: dict[str, str] | None = None,
+    payment_method: str = "",
+    payment_intent: str = "",
     order_url: str = "",
 ) -> Payment:
-    """Record what billing needs from order.placed: the payment method, the customer, and the
-    goods subtotal the invoice must match."""
+    """Record what billing needs from order.placed: how the order pays (an authorization made
+    on the checkout page, or a payment method to charge), and the amounts the invoice must match
+    (the goods subtotal, and the total the shopper saw)."""
     subtotal = sum((to_minor(Decimal(str(i["line_total"]))) for i in items), 0)
+    total = to_minor(Decimal(str(totals["total"]))) if totals and totals.get("total") else None
+    authorized = bool(payment_intent)
     payment, _ = Payment.objects.get_or_create(
         order_id=order_id,
         defaults={
             "order_number": order_number,
             "order_url": order_url[:500],
             "email": email,
+            "kind": Payment.Kind.AUTHORIZED if authorized else Payment.Kind.CHARGE,
+            "status": S.AUTHORIZED if authorized else S.PENDING,
             "payment_method": payment_method,
+            "stripe_payment_intent_id": payment_intent,
+            "amount_minor": total if authorized else None,
             "currency": currency,
-            "customer": customer_ensure(email=email),
             "idempotency_key": charge_key(order_id),
             "expected_subtotal_minor": subtotal,
+            "expected_total_minor": total,
         },
     )
     return payment
 
 
-# --- Charging --------------------------------------------------------------------------------
-
-
-def _metadata(obj) -> dict:
-    return dict(obj.get("metadata") or {})
-
-
-def _find_intent(payment: Payment):
-    """The PaymentIntent already made for this order, if any (metadata order_id). Real Stripe
-    filters by customer; localstripe accepts no filter, so it falls back to every intent."""
-    client = stripe_client()
-    if payment.stripe_payment_intent_id:
-        return client.v1.payment_intents.retrieve(payment.stripe_payment_intent_id)
-    try:
-        page = client.v1.payment_intents.list(
-            params={"customer": payment.customer.stripe_id, "limit": 100}
-        )
-    except stripe.InvalidRequestError:
-        page = client.v1.payment_intents.list(params={"limit": 100})
-    for intent in page.auto_paging_iter():
-        if _metadata(intent).get("order_id") == str(payment.order_id):
-            return intent
-    return None
-
-
 def _verify_invoice(payment: Payment, totals: dict[str, str], currency: str) -> str | None:
     """What is wrong with the invoice's amount, or None. Checked: the currency is the order's;
-    the subtotal equals the order's line totals (from order.placed); subtotal + shipping + tax
-    equals the total; the total is positive. Shipping and tax themselves are invoicing's."""
+    the subtotal equals the order's line totals and the total the order's total (both from
+    order.placed); subtotal + shipping + tax equals the total; the total is positive."""
     subtotal, shipping, tax, total = (
         to_minor(Decimal(totals[k])) for k in ("subtotal", "shipping", "tax", "total")
     )
@@ -173,6 +173,8 @@ def _verify_invoice(payment: Payment, totals: dict[str, str], currency: str) -> 
         return f"currency {currency} != order currency {payment.currency}"
     if payment.expected_subtotal_minor is not None and subtotal != payment.expected_subtotal_minor:
         return f"subtotal {subtotal} != order lines {payment.expected_subtotal_minor} (minor units)"
+    if payment.expected_total_minor is not None and total != payment.expected_total_minor:
+        return f"total {total} != order total {payment.expected_total_minor} (minor units)"
     if subtotal + shipping + tax != total:
         return f"{subtotal} + {shipping} + {tax} != total {total} (minor units)"
     if total <= 0 or min(subtotal, shipping, tax) < 0:
@@ -180,72 +182,126 @@ def _verify_invoice(payment: Payment, totals: dict[str, str], currency: str) -> 
     return None
 
 
-@transaction.atomic
 def payment_charge(
     *, order_id: str, invoice_number: str, totals: dict[str, str], currency: str
 ) -> Payment:
-    """Charge the invoice total once. Publishes payment.succeeded, .failed or .action_required."""
-    payment = (
-        Payment.objects.select_for_update(of=("self",))
-        .select_related("customer")
-        .filter(order_id=order_id)
-        .first()
-    )
-    if payment is None:
-        raise PaymentNotReady(f"order {order_id}: no payment recorded yet (order.placed pending)")
-    if payment.status != S.PENDING or payment.invoice_number:
-        logger.info("order %s: payment already %s, not charging again", order_id, payment.status)
-        return payment
-    problem = _verify_invoice(payment, totals, currency)
-    if problem:
-        logger.error("order %s: invoice %s refused: %s", order_id, invoice_number, problem)
-        return _payment_failed(
-            payment,
-            code="amount_mismatch",
-            message="We could not verify the amount of this order; you have not been charged.",
+    """Collect the invoice total once: capture the checkout's authorization, or (API orders with
+    a payment method) charge the card. Publishes payment.succeeded, .failed or .action_required.
+    Atomic phases: never called inside a transaction."""
+    with transaction.atomic(durable=True):
+        payment = _locked(order_id)
+        if payment is None:
+            raise PaymentNotReady(
+                f"order {order_id}: no payment recorded yet (order.placed pending)"
+            )
+        if payment.status not in (S.PENDING, S.AUTHORIZED) or (
+            payment.invoice_number and payment.invoice_number != invoice_number
+        ):
+            logger.info(
+                "order %s: payment already %s, not collecting again", order_id, payment.status
+            )
+            return payment
+        problem = _verify_invoice(payment, totals, currency)
+        if problem:
+            logger.error("order %s: invoice %s refused: %s", order_id, invoice_number, problem)
+            return _payment_failed(
+                payment,
+                code="amount_mismatch",
+                message="We could not verify the amount of this order; you have not been charged.",
+            )
+        step = "capture" if payment.kind == Payment.Kind.AUTHORIZED else "charge"
+        _step_begin(payment, step)
+        payment.invoice_number = invoice_number
+        payment.amount_minor = to_minor(Decimal(totals["total"]))
+        payment.save()
+    intent = _capture(payment) if step == "capture" else _charge(payment, currency=currency)
+    with transaction.atomic(durable=True):
+        return _apply_intent(_locked(order_id), intent)
+
+
+def _step_begin(payment: Payment, step: str) -> None:
+    """Phase 1's record of the call about to be made (the caller saves). Refuses while another
+    worker's call is in flight and its lease still runs."""
+    now = timezone.now()
+    lease = timedelta(seconds=settings.BILLING_STEP_LEASE_SECONDS)
+    if payment.step == step and payment.step_started_at and payment.step_started_at > now - lease:
+        raise StepInFlight(f"order {payment.order_id}: {step} already in flight")
+    if payment.step:
+        logger.warning(
+            "order %s: resuming %s left in flight since %s",
+            payment.order_id,
+            payment.step,
+            payment.step_started_at,
         )
-    amount_minor = to_minor(Decimal(totals["total"]))
-    payment.amount_minor = amount_minor
-    payment.invoice_number = invoice_number
-    payment.attempts += 1
+    else:
+        payment.attempts += 1
+    payment.step = step
+    payment.step_started_at = now
+
+
+def _capture(payment: Payment):
+    """Capture the authorization made on the checkout page (phase 2: no transaction open)."""
     client = stripe_client()
-    intent = _find_intent(payment)
-    if intent is None:
-        # Created, then confirmed: two calls, each with its own key (localstripe accepts no
-        # `confirm` on create). No money moves until the confirmation.
+    try:
+        return client.v1.payment_intents.capture(
+            payment.stripe_payment_intent_id,
+            options={"idempotency_key": step_key(payment.order_id, "capture")},
+        )
+    except stripe.InvalidRequestError as exc:
+        # Not capturable (the authorization expired or was cancelled): its state says why.
+        intent = client.v1.payment_intents.retrieve(payment.stripe_payment_intent_id)
+        if intent.status == "requires_capture":
+            raise  # capturable after all: a transient refusal, retried
+        logger.warning("order %s: capture refused: %s", payment.order_id, exc.user_message)
+        return intent
+
+
+def _charge(payment: Payment, *, currency: str):
+    """Create and confirm the PaymentIntent of an API order (phase 2: no transaction open): two
+    calls, each with its own key, so a retry gets Stripe's first answers back."""
+    client = stripe_client()
+    customer = payment.customer or customer_ensure(email=payment.email)
+    if payment.customer_id is None:
+        Payment.objects.filter(pk=payment.pk, customer__isnull=True).update(customer=customer)
+    if payment.stripe_payment_intent_id:
+        intent = client.v1.payment_intents.retrieve(payment.stripe_payment_intent_id)
+    else:
         intent = client.v1.payment_intents.create(
             params={
-                "amount": amount_minor,
+                "amount": payment.amount_minor,
                 "currency": currency.lower(),
-                "customer": payment.customer.stripe_id,
+                "customer": customer.stripe_id,
                 "payment_method": payment.payment_method,
                 "payment_method_types": ["card"],
                 "metadata": {
-                    "order_id": str(order_id),
+                    "order_id": str(payment.order_id),
                     "order_number": payment.order_number,
-                    "invoice_number": invoice_number,
+                    "invoice_number": payment.invoice_number,
                 },
             },
             options={"idempotency_key": f"{payment.idempotency_key}:create"},
         )
-    elif intent.amount != amount_minor:
-        raise ConflictError(f"order {order_id}: intent {intent.id} is for {intent.amount}")
-    payment.stripe_payment_intent_id = intent.id
+        # A recovery point: the intent exists (no money moved yet); the webhook can find it.
+        Payment.objects.filter(pk=payment.pk).update(stripe_payment_intent_id=intent.id)
+    if intent.amount != payment.amount_minor:
+        raise ConflictError(f"order {payment.order_id}: intent {intent.id} is for {intent.amount}")
     if intent.status == "requires_confirmation":
         try:
             intent = client.v1.payment_intents.confirm(
                 intent.id, options={"idempotency_key": f"{payment.idempotency_key}:confirm"}
             )
         except stripe.CardError:
-            # localstripe's decline carries no intent: read its state (and the reason) back.
-            intent = client.v1.payment_intents.retrieve(intent.id)
-    return _apply_intent(payment, intent)
+            intent = client.v1.payment_intents.retrieve(intent.id)  # the decline, with its reason
+    return intent
 
 
 def _failure_of(intent) -> tuple[str, str]:
     error = intent.get("last_payment_error") or {}
     code = error.get("decline_code") or error.get("code") or intent.status
     message = error.get("message") or f"The payment could not be completed ({intent.status})."
+    if intent.status == "canceled" and not intent.get("last_payment_error"):
+        code = "authorization_canceled"
+        message = "The card authorization expired or was cancelled before it could be captured."
     return code, message
 
 
@@ -254,6 +310,7 @@ def _apply_intent(payment: Payment, intent) -> Payment:
     fact once. Used by the worker, the webhook, the 3-D Secure return and reconciliation."""
     if payment.status not in OPEN:
         return payment
+    payment.step = ""
     payment.stripe_payment_intent_id = intent.id
     if payment.amount_minor is None:  # the worker's transaction was lost; Stripe has the amount
         payment.amount_minor = intent.amount
@@ -270,10 +327,15 @@ def _apply_intent(payment: Payment, intent) -> Payment:
                 "amount": str(from_minor(intent.amount)),
                 "currency": payment.currency,
                 "payment_intent": intent.id,
+                "captured": payment.kind == Payment.Kind.AUTHORIZED,
             },
         )
+    elif status == "requires_capture":
+        payment.status = S.AUTHORIZED
+        payment.save()
     elif status == "requires_action":
         if payment.status == S.ACTION_REQUIRED:
+            payment.save()
             return payment
         payment.status = S.ACTION_REQUIRED
         payment.action_expires_at = timezone.now() + timedelta(
@@ -294,7 +356,7 @@ def _apply_intent(payment: Payment, intent) -> Payment:
     elif status in ("processing", "requires_confirmation"):
         if payment.status != S.PROCESSING:
             payment.status = S.PROCESSING
-            payment.save()
+        payment.save()
     else:  # requires_payment_method (declined, authentication failed) or canceled
         code, message = _failure_of(intent)
         return _payment_failed(payment, code=code, message=message)
@@ -304,6 +366,7 @@ def _apply_intent(payment: Payment, intent) -> Payment:
 
 def _payment_failed(payment: Payment, *, code: str, message: str) -> Payment:
     payment.status = S.FAILED
+    payment.step = ""
     payment.failure_code = code[:100]
     payment.failure_message = message[:500]
     payment.action_expires_at = None
@@ -321,26 +384,23 @@ def _payment_failed(payment: Payment, *, code: str, message: str) -> Payment:
     return payment
 
 
-@transaction.atomic
 def payment_sync(*, order_id: str, intent=None) -> Payment:
-    """Bring the payment up to its PaymentIntent's current state at Stripe (read fresh, so an
-    event that arrives late or out of order cannot move it backwards)."""
-    payment = Payment.objects.select_for_update(of=("self",)).get(order_id=order_id)
-    if payment.status not in OPEN:
-        return payment
+    """Bring the payment up to its PaymentIntent's current state at Stripe (read fresh, with no
+    transaction open, so an event that arrives late or out of order cannot move it backwards)."""
+    payment = Payment.objects.get(order_id=order_id)
     intent_id = (intent and intent.id) or payment.stripe_payment_intent_id
-    if not intent_id:
+    if payment.status not in OPEN or not intent_id:
         return payment
     fresh = stripe_client().v1.payment_intents.retrieve(intent_id)
     if _metadata(fresh).get("order_id") != str(payment.order_id):
         raise ConflictError(f"intent {intent_id} does not belong to order {order_id}")
-    return _apply_intent(payment, fresh)
+    with transaction.atomic():
+        return _apply_intent(_locked(order_id), fresh)
 
 
-@transaction.atomic
 def payment_action_expire(*, order_id: str) -> Payment:
     """Cancel a 3-D Secure authentication the customer did not finish in time."""
-    payment = Payment.objects.select_for_update(of=("self",)).get(order_id=order_id)
+    payment = Payment.objects.get(order_id=order_id)
     if payment.status != S.ACTION_REQUIRED or payment.action_expires_at > timezone.now():
         return payment
     client = stripe_client()
@@ -349,17 +409,19 @@ def payment_action_expire(*, order_id: str) -> Payment:
         intent = client.v1.payment_intents.cancel(
             intent.id, options={"idempotency_key": f"{payment.idempotency_key}:cancel"}
         )
-    if intent.status == "canceled":
-        return _payment_failed(
-            payment,
-            code="authentication_expired",
-            message="The card authentication was not completed in time.",
-        )
-    return _apply_intent(payment, intent)
+    with transaction.atomic():
+        payment = _locked(order_id)
+        if intent.status == "canceled" and payment.status in OPEN:
+            return _payment_failed(
+                payment,
+                code="authentication_expired",
+                message="The card authentication was not completed in time.",
+            )
+        return _apply_intent(payment, intent)
 
 
 def payment_actions_expire_due() -> int:
-    """Expire every overdue authentication (beat task). Not one transaction: one per payment."""
+    """Expire every overdue authentication (beat task). One payment at a time."""
     due = Payment.objects.filter(
         status=S.ACTION_REQUIRED, action_expires_at__lte=timezone.now()
     ).values_list("order_id", flat=True)
@@ -373,6 +435,51 @@ def payment_actions_expire_due() -> int:
     return count
 
 
+def payment_release(*, order_id: str, reason: str) -> Payment | None:
+    """Release an authorization that will not be captured (the order was cancelled): cancel the
+    PaymentIntent, so the shopper's bank frees the money at once. Nothing to do for a payment
+    that was never authorized or already collected (a collected one is refunded instead)."""
+    with transaction.atomic(durable=True):
+        payment = _locked(order_id)
+        if payment is None or payment.status not in (S.AUTHORIZED, S.ACTION_REQUIRED, S.PENDING):
+            return payment
+        if not payment.stripe_payment_intent_id:
+            payment.status = S.RELEASED
+            payment.save(update_fields=["status", "updated_at"])
+            return payment
+        _step_begin(payment, "release")
+        payment.save(update_fields=["step", "step_started_at", "attempts", "updated_at"])
+    client = stripe_client()
+    try:
+        intent = client.v1.payment_intents.cancel(
+            payment.stripe_payment_intent_id,
+            options={"idempotency_key": step_key(order_id, "release")},
+        )
+    except stripe.InvalidRequestError:
+        intent = client.v1.payment_intents.retrieve(payment.stripe_payment_intent_id)
+    with transaction.atomic(durable=True):
+        payment = _locked(order_id)
+        if intent.status == "succeeded":
+            return _apply_intent(payment, intent)  # captured meanwhile: a refund's business
+        if payment.status in OPEN and intent.status == "canceled":
+            payment.status = S.RELEASED
+            payment.step = ""
+            payment.save()
+            publish(
+                "payment.released",
+                payment.order_id,
+                {
+                    "order_id": str(payment.order_id),
+                    "amount": str(from_minor(intent.amount)),
+                    "currency": payment.currency,
+                    "payment_intent": intent.id,
+                    "reason": reason,
+                },
+            )
+            logger.info("order %s: authorization %s released (%s)", order_id, intent.id, reason)
+        return payment
+
+
 # --- Webhooks --------------------------------------------------------------------------------
 
 HANDLED_EVENTS = {
@@ -381,96 +488,142 @@ HANDLED_EVENTS = {
     "payment_intent.requires_action",
     "payment_intent.canceled",
     "payment_intent.processing",
+    "payment_intent.amount_capturable_updated",
 }
 
 
-@transaction.atomic
 def stripe_event_handle(*, event) -> bool:
     """Apply a verified Stripe event once (deduplicated on its id). Returns False for a
-    duplicate. The intent is read back from Stripe: the payload may be stale."""
+    duplicate. The intent is read back from Stripe: the payload may be stale.
+
+    An authorization made on the checkout page whose order was never placed (the shopper closed
+    the browser right after 3-D Secure) has no payment here yet: billing reports it as
+    `payment.authorized`, and the orders app places the order from its checkout."""
     obj = event.data.object
-    metadata = _metadata(obj)
-    order_id = metadata.get("order_id")
-    _record, created = StripeEvent.objects.get_or_create(
-        event_id=event.id,
-        defaults={
-            "type": event.type,
-            "object_id": obj.get("id") or "",
-            "order_id": order_id if event.type in HANDLED_EVENTS else None,
-        },
-    )
-    if not created:
+    order_id = _metadata(obj).get("order_id")
+    with transaction.atomic():
+        record, _created = StripeEvent.objects.get_or_create(
+            event_id=event.id,
+            defaults={
+                "type": event.type,
+                "object_id": obj.get("id") or "",
+                "order_id": order_id if event.type in HANDLED_EVENTS else None,
+            },
+        )
+    if record.processed_at:
         logger.info("stripe event %s (%s) already handled", event.id, event.type)
         return False
-    if event.type not in HANDLED_EVENTS or not order_id:
-        return True
-    if not Payment.objects.filter(order_id=order_id).exists():
-        logger.warning("stripe event %s: no payment for order %s", event.id, order_id)
-        return True
-    payment_sync(order_id=order_id, intent=obj)
+    if event.type in HANDLED_EVENTS and order_id:
+        if Payment.objects.filter(order_id=order_id).exists():
+            payment_sync(order_id=order_id, intent=obj)
+        else:
+            checkout_authorization_report(intent_id=obj.get("id"))
+    StripeEvent.objects.filter(pk=record.pk).update(processed_at=timezone.now())
+    return True
+
+
+def checkout_authorization_report(*, intent_id: str) -> bool:
+    """Tell the orders app that a checkout's PaymentIntent is authorized (`payment.authorized`),
+    so that it places the order if the browser never came back. Returns whether it was."""
+    intent = stripe_client().v1.payment_intents.retrieve(intent_id)
+    order_id = _metadata(intent).get("order_id")
+    if intent.status != "requires_capture" or not order_id:
+        return False
+    with transaction.atomic():
+        publish(
+            "payment.authorized",
+            order_id,
+            {
+                "order_id": order_id,
+                "payment_intent": intent.id,
+                "amount": str(from_minor(intent.amount)),
+                "currency": intent.currency.upper(),
+            },
+        )
+    logger.info("order %s: checkout authorization %s reported", order_id, intent.id)
     return True
 
 
 # --- Refunds ---------------------------------------------------------------------------------
 
 
-def _find_refund(payment: Payment, source: str):
-    refunds = stripe_client().v1.refunds.list(
-        params={"payment_intent": payment.stripe_payment_intent_id, "limit": 100}
-    )
-    for refund in refunds.auto_paging_iter():
-        if _metadata(refund).get("source") == source:
-            return refund
-    return None
-
-
-@transaction.atomic
 def refund_create(
     *, order_id: str, source: str, reason: str, amount: Decimal | None = None
 ) -> tuple[Refund, bool]:
     """Refund (part of) a successful payment, once per `source` (`shipment_failed`,
     `api:<Idempotency-Key>`, `admin:<form token>`); without `amount`, all that is left.
-    Returns (refund, created). Refuses an over-refund with RefundError (code over_refund)."""
-    payment = Payment.objects.select_for_update(of=("self",)).filter(order_id=order_id).first()
-    if payment is None:
-        raise NotFoundError("No payment for this order.")
-    existing = payment.refunds.filter(source=source).first()
-    if existing:
-        if amount is not None and to_minor(amount) != existing.amount_minor:
-            raise ConflictError("This refund request was already made with another amount.")
-        return existing, False
-    if payment.status not in (S.SUCCEEDED, S.PARTIALLY_REFUNDED):
-        raise RefundError(
-            f"Order {payment.order_number} has no successful payment to refund.",
-            code="not_refundable",
+    Returns (refund, created). Refuses an over-refund with RefundError (code over_refund).
+
+    An authorization that was never captured is released instead (nothing to refund).
+    Atomic phases: the pending Refund (which reserves its amount) is committed before Stripe is
+    called with the refund's key; the answer is recorded in a new transaction."""
+    with transaction.atomic(durable=True):
+        payment = _locked(order_id)
+        if payment is None:
+            raise NotFoundError("No payment for this order.")
+        existing = payment.refunds.filter(source=source).first()
+        if existing:
+            if amount is not None and to_minor(amount) != existing.amount_minor:
+                raise ConflictError("This refund request was already made with another amount.")
+            if existing.status != Refund.Status.PENDING:
+                return existing, False
+            refund, created = existing, False
+        else:
+            if payment.status in (S.AUTHORIZED, S.ACTION_REQUIRED):
+                raise RefundError(
+                    f"Order {payment.order_number} was authorized but never charged: cancel it "
+                    "to release the authorization.",
+                    code="not_captured",
+                )
+            if payment.status not in (S.SUCCEEDED, S.PARTIALLY_REFUNDED):
+                raise RefundError(
+                    f"Order {payment.order_number} has no successful payment to refund.",
+                    code="not_refundable",
+                )
+            left = payment.refundable_minor
+            amount_minor = left if amount is None else to_minor(amount)
+            if amount_minor <= 0:
+                raise RefundError("A refund must be a positive amount.", code="invalid_amount")
+            if amount_minor > left:
+                raise RefundError(
+                    f"Refund of {from_minor(amount_minor)} {payment.currency} exceeds what is "
+                    f"left to refund ({from_minor(left)} {payment.currency}).",
+                    code="over_refund",
+                    extra={"refundable": str(from_minor(left))},
+                )
+            refund = Refund.objects.create(
+                payment=payment,
+                source=source,
+                reason=reason[:255],
+                amount_minor=amount_minor,
+                idempotency_key=refund_key(order_id, source),
+            )
+            created = True
+    try:
+        result = stripe_client().v1.refunds.create(
+            params={
+                "payment_intent": payment.stripe_payment_intent_id,
+                "amount": refund.amount_minor,
+                "metadata": {"order_id": str(order_id), "source": source},
+            },
+            options={"idempotency_key": refund.idempotency_key},
         )
-    left = payment.refundable_minor
-    amount_minor = left if amount is None else to_minor(amount)
-    if amount_minor <= 0:
-        raise RefundError("A refund must be a positive amount.", code="invalid_amount")
-    if amount_minor > left:
-        raise RefundError(
-            f"Refund of {from_minor(amount_minor)} {payment.currency} exceeds what is left to "
-            f"refund ({from_minor(left)} {payment.currency}).",
-            code="over_refund",
-            extra={"refundable": str(from_minor(left))},
+    except (stripe.InvalidRequestError, stripe.CardError) as exc:
+        # Stripe refused it for good: free the amount it reserved and say why. (Connection
+        # errors and 5xx propagate: the refund stays pending and the retry resumes it.)
+        Refund.objects.filter(pk=refund.pk, status=Refund.Status.PENDING).update(
+            status=Refund.Status.FAILED, last_error=str(exc.user_message or exc)[:2000]
         )
-    refund = Refund.objects.create(
-        payment=payment,
-        source=source,
-        reason=reason[:255],
-        amount_minor=amount_minor,
-        idempotency_key=refund_key(order_id, source),
-    )
-    result = _find_refund(payment, source) or stripe_client().v1.refunds.create(
-        params={
-            "payment_intent": payment.stripe_payment_intent_id,
-            "amount": amount_minor,
-            "metadata": {"order_id": str(order_id), "source": source},
-        },
-        options={"idempotency_key": refund.idempotency_key},
-    )
-    return _refund_record(payment, refund, result.id), True
+        logger.error("order %s: Stripe refused refund %s: %s", order_id, refund.pk, exc)
+        raise RefundError(
+            f"Stripe refused the refund: {exc.user_message or exc}", code="stripe_refused"
+        ) from exc
+    with transaction.atomic(durable=True):
+        payment = _locked(order_id)
+        refund = Refund.objects.select_for_update().get(pk=refund.pk)
+        if refund.status == Refund.Status.PENDING:
+            _refund_record(payment, refund, result.id)
+    return refund, created
 
 
 def _refund_record(payment: Payment, refund: Refund, stripe_refund_id: str) -> Refund:

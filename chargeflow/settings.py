@@ -236,6 +236,9 @@ STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", "whsec_chargeflow_local")
 STRIPE_TIMEOUT_SECONDS = env_int("STRIPE_TIMEOUT_SECONDS", 20)
 # An unfinished 3-D Secure authentication is cancelled (payment.failed) after this long.
 BILLING_ACTION_TIMEOUT_MINUTES = env_int("BILLING_ACTION_TIMEOUT_MINUTES", 30)
+# How long a Stripe call in flight belongs to the worker that started it; after that (the worker
+# died), a redelivery resumes it with the same idempotency key. Longer than a call with retries.
+BILLING_STEP_LEASE_SECONDS = env_int("BILLING_STEP_LEASE_SECONDS", 90)
 
 # --- Shipping partner ------------------------------------------------------------------------
 SHIPPING_PARTNER_URL = env("SHIPPING_PARTNER_URL", "http://127.0.0.1:8430").rstrip("/")

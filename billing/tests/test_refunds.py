@@ -95,25 +95,33 @@ def test_missing_idempotency_key_is_400(stripe_server, staff):
 
 
 def test_a_crash_after_the_stripe_refund_refunds_once_after_retry(stripe_server, monkeypatch):
+    """The pending refund is committed before Stripe is called; the worker dies after Stripe
+    refunded, before recording it. The retry calls again with the same key: one refund."""
     order_id = prepare()
     payment = charge(order_id)
     real = services._refund_record
 
     def crash(*args, **kwargs):
-        real(*args, **kwargs)
         raise ConnectionError("worker killed before commit")
 
     monkeypatch.setattr(services, "_refund_record", crash)
-    with pytest.raises(ConnectionError), transaction.atomic():
+    with pytest.raises(ConnectionError):
         services.refund_create(order_id=order_id, source="shipment_failed", reason="Lost")
-    assert len(stripe_refunds(payment)) == 1 and not Refund.objects.exists()
+    assert len(stripe_refunds(payment)) == 1
+    pending = Refund.objects.get()
+    assert pending.status == Refund.Status.PENDING
+    # The amount in flight is reserved: nothing more can be refunded meanwhile.
+    with pytest.raises(services.RefundError):
+        services.refund_create(order_id=order_id, source="admin:x", reason="x", amount="1.00")
     monkeypatch.setattr(services, "_refund_record", real)
     done, created = services.refund_create(
         order_id=order_id, source="shipment_failed", reason="Lost"
     )
-    assert created and done.amount_minor == payment.amount_minor
+    assert not created and done.pk == pending.pk and done.amount_minor == payment.amount_minor
+    assert done.status == Refund.Status.SUCCEEDED
     assert len(stripe_refunds(payment)) == 1
     assert Payment.objects.get(pk=payment.pk).status == Payment.Status.REFUNDED
+    assert len(events("refund.succeeded", order_id)) == 1
 
 
 def test_admin_refund_action_partial(stripe_server, admin_client):

@@ -3,6 +3,8 @@ payment whose worker transaction was lost."""
 
 import pytest
 
+from billing import services
+
 from billing.models import Payment, StripeEvent
 from billing.stripe_client import stripe_client
 from billing.tests.helpers import (
@@ -35,7 +37,7 @@ def intent_created_at_stripe_only(order_id: str):
         params={
             "amount": minor(TOTALS["total"]),
             "currency": "eur",
-            "customer": payment.customer.stripe_id,
+            "customer": services.customer_ensure(email=payment.email).stripe_id,
             "payment_method": payment.payment_method,
             "metadata": {"order_id": order_id},
         }
@@ -101,7 +103,7 @@ def test_a_late_failure_event_reads_the_current_state_from_stripe(stripe_server,
         params={
             "amount": 100,
             "currency": "eur",
-            "customer": payment.customer.stripe_id,
+            "customer": services.customer_ensure(email=payment.email).stripe_id,
             "payment_method": payment.payment_method,
             "metadata": {"order_id": order_id},
         }
