@@ -4,7 +4,6 @@ payment whose worker transaction was lost."""
 import pytest
 
 from billing import services
-
 from billing.models import Payment, StripeEvent
 from billing.stripe_client import stripe_client
 from billing.tests.helpers import (
