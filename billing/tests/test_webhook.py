@@ -127,7 +127,9 @@ def test_localstripe_signs_webhooks_our_endpoint_accepts(stripe_server, live_ser
         order_id = prepare()
         intent = intent_created_at_stripe_only(order_id)
         wait_until(
-            lambda: StripeEvent.objects.filter(object_id=intent.id).exists(),
+            lambda: StripeEvent.objects.filter(
+                object_id=intent.id, processed_at__isnull=False
+            ).exists(),
             timeout=10,
             message="localstripe's webhook",
         )
