@@ -12,6 +12,7 @@ def on_order_placed(event: Event) -> None:
         payment_method=data["payment_method"],
         currency=data["currency"],
         items=data["items"],
+        totals=data.get("totals"),
         order_url=data.get("order_url") or "",
     )
 

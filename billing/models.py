@@ -31,8 +31,10 @@ class Payment(models.Model):
     order_url = models.CharField(max_length=500, blank=True)
     email = models.EmailField()
     payment_method = models.CharField(max_length=255)
-    # From order.placed: the sum of the line totals, which the invoice's subtotal must equal.
+    # From order.placed: the order's totals, fixed at checkout; the invoice must document exactly
+    # these (an order placed before totals were fixed: the sum of the line totals, no total).
     expected_subtotal_minor = models.PositiveBigIntegerField(null=True, blank=True)
+    expected_total_minor = models.PositiveBigIntegerField(null=True, blank=True)
     customer = models.ForeignKey(StripeCustomer, null=True, blank=True, on_delete=models.PROTECT)
     currency = models.CharField(max_length=3)
     invoice_number = models.CharField(max_length=32, blank=True)

@@ -116,11 +116,16 @@ def payment_prepare(
     payment_method: str,
     currency: str,
     items: list[dict[str, Any]],
+    totals: dict[str, str] | None = None,
     order_url: str = "",
 ) -> Payment:
     """Record what billing needs from order.placed: the payment method, the customer, and the
-    goods subtotal the invoice must match."""
-    subtotal = sum((to_minor(Decimal(str(i["line_total"]))) for i in items), 0)
+    order's totals (fixed at checkout) that the invoice must match: the amount charged is the
+    total the shopper saw. (Without `totals`, an older event: the line totals' sum.)"""
+    if totals:
+        subtotal, total = to_minor(totals["subtotal"]), to_minor(totals["total"])
+    else:
+        subtotal, total = sum((to_minor(str(i["line_total"])) for i in items), 0), None
     payment, _ = Payment.objects.get_or_create(
         order_id=order_id,
         defaults={
@@ -132,6 +137,7 @@ def payment_prepare(
             "customer": customer_ensure(email=email),
             "idempotency_key": charge_key(order_id),
             "expected_subtotal_minor": subtotal,
+            "expected_total_minor": total,
         },
     )
     return payment
@@ -164,15 +170,17 @@ def _find_intent(payment: Payment):
 
 def _verify_invoice(payment: Payment, totals: dict[str, str], currency: str) -> str | None:
     """What is wrong with the invoice's amount, or None. Checked: the currency is the order's;
-    the subtotal equals the order's line totals (from order.placed); subtotal + shipping + tax
-    equals the total; the total is positive. Shipping and tax themselves are invoicing's."""
+    the total and the subtotal are the order's (from order.placed, fixed at checkout);
+    subtotal + shipping + tax equals the total; the total is positive."""
     subtotal, shipping, tax, total = (
         to_minor(Decimal(totals[k])) for k in ("subtotal", "shipping", "tax", "total")
     )
     if currency != payment.currency:
         return f"currency {currency} != order currency {payment.currency}"
+    if payment.expected_total_minor is not None and total != payment.expected_total_minor:
+        return f"total {total} != the order's {payment.expected_total_minor} (minor units)"
     if payment.expected_subtotal_minor is not None and subtotal != payment.expected_subtotal_minor:
-        return f"subtotal {subtotal} != order lines {payment.expected_subtotal_minor} (minor units)"
+        return f"subtotal {subtotal} != the order's {payment.expected_subtotal_minor} (minor units)"
     if subtotal + shipping + tax != total:
         return f"{subtotal} + {shipping} + {tax} != total {total} (minor units)"
     if total <= 0 or min(subtotal, shipping, tax) < 0:
