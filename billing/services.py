@@ -137,10 +137,13 @@ def payment_prepare(
     order_url: str = "",
 ) -> Payment:
     """Record what billing needs from order.placed: how the order pays (an authorization made
-    on the checkout page, or a payment method to charge), and the amounts the invoice must match
-    (the goods subtotal, and the total the shopper saw)."""
-    subtotal = sum((to_minor(Decimal(str(i["line_total"]))) for i in items), 0)
-    total = to_minor(Decimal(str(totals["total"]))) if totals and totals.get("total") else None
+    on the checkout page, or a payment method to charge), and the order's totals (fixed at
+    checkout) that the invoice must match: the amount collected is the total the shopper saw.
+    (Without `totals`, an older event: the line totals' sum.)"""
+    if totals:
+        subtotal, total = to_minor(totals["subtotal"]), to_minor(totals["total"])
+    else:
+        subtotal, total = sum((to_minor(str(i["line_total"])) for i in items), 0), None
     authorized = bool(payment_intent)
     payment, _ = Payment.objects.get_or_create(
         order_id=order_id,
@@ -164,17 +167,17 @@ def payment_prepare(
 
 def _verify_invoice(payment: Payment, totals: dict[str, str], currency: str) -> str | None:
     """What is wrong with the invoice's amount, or None. Checked: the currency is the order's;
-    the subtotal equals the order's line totals and the total the order's total (both from
-    order.placed); subtotal + shipping + tax equals the total; the total is positive."""
+    the total and the subtotal are the order's (from order.placed, fixed at checkout);
+    subtotal + shipping + tax equals the total; the total is positive."""
     subtotal, shipping, tax, total = (
         to_minor(Decimal(totals[k])) for k in ("subtotal", "shipping", "tax", "total")
     )
     if currency != payment.currency:
         return f"currency {currency} != order currency {payment.currency}"
-    if payment.expected_subtotal_minor is not None and subtotal != payment.expected_subtotal_minor:
-        return f"subtotal {subtotal} != order lines {payment.expected_subtotal_minor} (minor units)"
     if payment.expected_total_minor is not None and total != payment.expected_total_minor:
-        return f"total {total} != order total {payment.expected_total_minor} (minor units)"
+        return f"total {total} != the order's {payment.expected_total_minor} (minor units)"
+    if payment.expected_subtotal_minor is not None and subtotal != payment.expected_subtotal_minor:
+        return f"subtotal {subtotal} != the order's {payment.expected_subtotal_minor} (minor units)"
     if subtotal + shipping + tax != total:
         return f"{subtotal} + {shipping} + {tax} != total {total} (minor units)"
     if total <= 0 or min(subtotal, shipping, tax) < 0:
