@@ -241,7 +241,14 @@ STRIPE_JS_URL = env(
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", "whsec_chargeflow_local")
 STRIPE_TIMEOUT_SECONDS = env_int("STRIPE_TIMEOUT_SECONDS", 20)
 # An unfinished 3-D Secure authentication is cancelled (payment.failed) after this long.
-BILLING_ACTION_TIMEOUT_MINUTES = env_int("BILLING_ACTION_TIMEOUT_MINUTES", 30)
+# How long a checkout holds its stock while the card is authorized (the checkout page's Stripe.js
+# confirmation, 3-D Secure included); then the stock goes back on the shelf.
+CHECKOUT_HOLD_MINUTES = env_int("CHECKOUT_HOLD_MINUTES", 10)
+# How long after a hold expired the sweep waits for Stripe's webhook before it voids the
+# authorization of a checkout whose order was never placed.
+CHECKOUT_RELEASE_GRACE_SECONDS = env_int("CHECKOUT_RELEASE_GRACE_SECONDS", 120)
+# An API order whose card needs 3-D Secure holds its stock this long (the same short hold).
+BILLING_ACTION_TIMEOUT_MINUTES = env_int("BILLING_ACTION_TIMEOUT_MINUTES", CHECKOUT_HOLD_MINUTES)
 # How long a Stripe call in flight belongs to the worker that started it; after that (the worker
 # died), a redelivery resumes it with the same idempotency key. Longer than a call with retries.
 BILLING_STEP_LEASE_SECONDS = env_int("BILLING_STEP_LEASE_SECONDS", 90)
@@ -348,6 +355,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "notifications-send-due": {"task": "notifications.send_due_emails", "schedule": 30.0},
     "billing-expire-actions": {"task": "billing.expire_actions", "schedule": 60.0},
+    "orders-sweep-checkouts": {"task": "orders.sweep_checkouts", "schedule": 30.0},
 }
 
 # --- Outbox ----------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ from django.contrib.auth.forms import UserCreationForm
 from orders.countries import country_choices
 
 POSTAL_CODE_RE = re.compile(r"^[A-Z0-9][A-Z0-9 -]{1,9}$")
-PAYMENT_METHOD_RE = re.compile(r"^pm_[A-Za-z0-9_]+$")
 
 
 class AddToCartForm(forms.Form):
@@ -60,27 +59,12 @@ class CheckoutForm(forms.Form):
         initial="DE",
         widget=forms.Select(attrs={"autocomplete": "country"}),
     )
-    # Filled in the browser by Stripe.js (createPaymentMethod): only the PaymentMethod id reaches
-    # this server, never card data.
-    payment_method = forms.CharField(
-        max_length=255,
-        required=False,
-        widget=forms.HiddenInput,
-    )
     checkout_token = forms.CharField(max_length=64, widget=forms.HiddenInput)
 
     def clean_postal_code(self) -> str:
         value = " ".join(self.cleaned_data["postal_code"].upper().split())
         if not POSTAL_CODE_RE.match(value):
             raise forms.ValidationError("Enter a valid postal code (letters, digits, spaces).")
-        return value
-
-    def clean_payment_method(self) -> str:
-        value = self.cleaned_data["payment_method"].strip()
-        if not value:
-            raise forms.ValidationError("Enter your card details.")
-        if not PAYMENT_METHOD_RE.match(value):
-            raise forms.ValidationError("The card could not be read; enter it again.")
         return value
 
 

@@ -1,12 +1,38 @@
 """Orders turns the facts other apps report into status changes and its own copies of them."""
 
+import logging
 from decimal import Decimal
 
-from orders import services
-from orders.models import Order
+from chargeflow.errors import ConflictError
+from orders import checkout, services
+from orders.checkout import AuthorizationError
+from orders.models import Checkout, Order
 from outbox import Event, subscriber
 
 S = Order.Status
+logger = logging.getLogger(__name__)
+
+
+@subscriber("payment.authorized", transactional=False)
+def on_payment_authorized(event: Event) -> None:
+    """Stripe's webhook says a checkout's card is authorized: place its order, if the checkout
+    page did not (the shopper closed the browser right after 3-D Secure). Calls out only to
+    release the authorization when the order can no longer be placed."""
+    data = event.data
+    if not Checkout.objects.filter(pk=event.aggregate_id).exists():
+        logger.warning("payment.authorized for unknown checkout %s", event.aggregate_id)
+        return
+    try:
+        order = checkout.checkout_place_authorized(
+            checkout_id=event.aggregate_id,
+            payment_intent=data["payment_intent"],
+            amount=Decimal(data["amount"]),
+            currency=data["currency"],
+        )
+    except (ConflictError, AuthorizationError) as exc:
+        logger.warning("checkout %s: not placed from the webhook: %s", event.aggregate_id, exc)
+        return
+    logger.info("order %s (%s): placed from Stripe's webhook", order.number, order.id)
 
 
 @subscriber("invoice.issued")

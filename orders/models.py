@@ -114,7 +114,10 @@ class Order(models.Model):
     ship_city = models.CharField("city", max_length=100)
     ship_postal_code = models.CharField("postal code", max_length=20)
     ship_country = models.CharField("country", max_length=2)
-    payment_method = models.CharField(max_length=255)
+    # How it pays: a card the checkout page authorized (`payment_intent`, captured after the
+    # invoice), or, on the API, a payment method charged after the invoice.
+    payment_method = models.CharField(max_length=255, blank=True)
+    payment_intent = models.CharField(max_length=255, blank=True)
     currency = models.CharField(max_length=3)
     idempotency_key = models.CharField(max_length=255, unique=True, null=True, blank=True)
     request_fingerprint = models.CharField(max_length=64, blank=True)
@@ -250,3 +253,56 @@ class TimelineEntry(models.Model):
         # What the admin heads an inline row with: readable, the detail is in its own column.
         what = self.type.replace("_", " ").capitalize()
         return f"{what} at {timezone.localtime(self.at):%Y-%m-%d %H:%M:%S}" if self.at else what
+
+
+class Checkout(models.Model):
+    """A shopper paying right now: the cart, address and exact total, the stock held for them
+    while their card is authorized (CHECKOUT_HOLD_MINUTES), and the PaymentIntent opened for that
+    total. Its id and number are the ones the order gets once the card is authorized: the intent
+    carries them (metadata), so the webhook and the sweep find the checkout of an authorization.
+
+    holding -> placed (the card was authorized: the order exists, with the held stock)
+    holding -> expired (the hold ran out: stock back; the intent is still to settle)
+    holding/expired -> releasing -> released (the sweep voids the intent: nothing stays held)
+    """
+
+    class Status(models.TextChoices):
+        HOLDING = "holding", "Holding stock while the card is authorized"
+        EXPIRED = "expired", "Hold expired, stock released"
+        RELEASING = "releasing", "Releasing the authorization"
+        RELEASED = "released", "Released"
+        PLACED = "placed", "Order placed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    number = models.CharField(max_length=16, unique=True, default=new_order_number)
+    # The storefront form's checkout token, or the API's Idempotency-Key (prefixed "api:").
+    token = models.CharField(max_length=300, unique=True)
+    # What the hold and the total are for (items, address, email): another request, another hold.
+    fingerprint = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.HOLDING)
+    email = models.EmailField(blank=True)
+    customer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    shipping_address = models.JSONField(default=dict)
+    # [{sku, name, quantity, unit_price}]: the prices are fixed with the hold.
+    lines = models.JSONField(default=list)
+    currency = models.CharField(max_length=3)
+    total = models.DecimalField(max_digits=12, decimal_places=2)
+    payment_intent = models.CharField(max_length=255, blank=True, db_index=True)
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+        indexes = [
+            models.Index(
+                fields=["expires_at"],
+                condition=models.Q(status__in=["holding", "expired", "releasing"]),
+                name="checkout_open_expiry_idx",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"checkout {self.number} ({self.status})"

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db.models import Prefetch, QuerySet
 
 from orders.models import (
+    Checkout,
     Order,
     OrderCreditNote,
     OrderLine,
@@ -55,13 +56,16 @@ def orders_of_customer(*, user) -> QuerySet[Order]:
     return Order.objects.filter(customer=user).prefetch_related("lines").order_by("-created_at")
 
 
-def order_for_checkout_token(*, token: str) -> Order | None:
-    """The order a storefront checkout form (its one-time token) already placed, if any."""
-    return Order.objects.filter(idempotency_key=checkout_idempotency_key(token)).first()
+def order_for_checkout(*, checkout: Checkout) -> Order:
+    """The order a placed checkout became (same id)."""
+    return Order.objects.get(pk=checkout.pk)
 
 
-def checkout_idempotency_key(token: str) -> str:
-    return f"storefront-checkout:{token}"
+def checkout_for_token(*, token: str) -> Checkout | None:
+    """The checkout a storefront form (its hidden token) started, if any."""
+    if not token or len(token) > 64:
+        return None
+    return Checkout.objects.filter(token=token).first()
 
 
 # --- Prices ----------------------------------------------------------------------------------

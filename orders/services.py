@@ -120,7 +120,24 @@ def _order_create(
     fingerprint: str,
 ) -> Order:
     wanted = _merge_items(items)
-    # Lock the product rows in primary-key order: concurrent checkouts never deadlock.
+    products = stock_take(wanted)
+    lines = [PriceLine(p.sku, p.name, wanted[p.sku], p.price) for p in products]
+    return order_write(
+        email=email,
+        shipping_address=shipping_address,
+        lines=lines,
+        currency=products[0].currency,
+        payment_method=payment_method,
+        customer=customer,
+        idempotency_key=idempotency_key,
+        fingerprint=fingerprint,
+    )
+
+
+def stock_take(wanted: dict[str, int]) -> list[Product]:
+    """Take `wanted` units ({sku: quantity}) off the shelf, all or nothing (OutOfStockError), in
+    the caller's transaction. Returns the products in the order asked. The product rows are
+    locked in primary-key order, so concurrent checkouts never deadlock."""
     products = list(
         Product.objects.select_for_update(of=("self",))
         .filter(sku__in=wanted, is_active=True)
@@ -145,19 +162,39 @@ def _order_create(
     if short:
         names = ", ".join(by_sku[s["sku"]].name for s in short)
         raise OutOfStockError(f"Not enough stock for: {names}.", extra={"items": short})
-
-    currencies = {p.currency for p in products}
-    if len(currencies) != 1:
+    if len({p.currency for p in products}) != 1:
         raise ApplicationError("All items must be in one currency.", code="mixed_currency")
-    ordered = sorted(products, key=lambda p: list(wanted).index(p.sku))
-    # The same calculation the cart and the checkout showed (selectors.price_quote), on the
-    # prices locked above: the order's totals are fixed here and travel in order.placed.
-    quote = price_quote(
-        lines=[PriceLine(p.sku, p.name, wanted[p.sku], p.price) for p in ordered],
-        country=shipping_address["country"],
-        currency=currencies.pop(),
-    )
+    return [by_sku[sku] for sku in wanted]
+
+
+def stock_put_back(quantities: dict[str, int]) -> None:
+    """Put units taken by `stock_take` back on the shelf (in the caller's transaction)."""
+    for sku, quantity in sorted(quantities.items()):
+        Product.objects.filter(sku=sku).update(stock=F("stock") + quantity)
+
+
+def order_write(
+    *,
+    email: str,
+    shipping_address: dict[str, str],
+    lines: list[PriceLine],
+    currency: str,
+    customer,
+    payment_method: str = "",
+    payment_intent: str = "",
+    order_id=None,
+    number: str = "",
+    idempotency_key: str | None = None,
+    fingerprint: str = "",
+) -> Order:
+    """Write a placed order whose stock is already taken, and publish `order.placed`, in the
+    caller's transaction. Its totals are the quote of `lines` (their prices fixed when the stock
+    was taken): the same calculation the cart and the checkout showed."""
+    quote = price_quote(lines=lines, country=shipping_address["country"], currency=currency)
+    extra = {"id": order_id, "number": number} if order_id else {}
+    products = {p.sku: p for p in Product.objects.filter(sku__in=[line.sku for line in lines])}
     order = Order.objects.create(
+        **extra,
         email=email,
         customer=customer,
         ship_name=shipping_address["name"],
@@ -167,6 +204,7 @@ def _order_create(
         ship_postal_code=shipping_address["postal_code"],
         ship_country=shipping_address["country"],
         payment_method=payment_method,
+        payment_intent=payment_intent,
         currency=quote.currency,
         payment_status="pending",
         idempotency_key=idempotency_key,
@@ -182,19 +220,22 @@ def _order_create(
         goods_shown=quote.goods_shown,
         shipping_shown=quote.shipping_shown,
     )
-    lines = OrderLine.objects.bulk_create(
+    order_lines = OrderLine.objects.bulk_create(
         OrderLine(
             order=order,
-            product=product,
-            sku=product.sku,
-            name=product.name,
-            unit_price=product.price,
-            quantity=wanted[product.sku],
-            line_total=quantize(product.price * wanted[product.sku]),
+            product=products[line.sku],
+            sku=line.sku,
+            name=line.name,
+            unit_price=line.unit_price,
+            quantity=line.quantity,
+            line_total=quantize(line.unit_price * line.quantity),
         )
-        for product in ordered
+        for line in lines
     )
     _timeline(order, TimelineEntry.Type.STATUS_CHANGED, {"from": None, "to": order.status})
+    payment = {"payment_intent": payment_intent} if payment_intent else {}
+    if payment_method:
+        payment["payment_method"] = payment_method
     publish(
         "order.placed",
         order.id,
@@ -204,6 +245,9 @@ def _order_create(
             "email": order.email,
             "currency": order.currency,
             "payment_method": order.payment_method,
+            # How it pays (additive to version 1): an authorization from the checkout page
+            # (`payment_intent`, captured after the invoice) or a `payment_method` to charge.
+            "payment": payment,
             "shipping_address": order.shipping_address,
             "items": [
                 {
@@ -213,7 +257,7 @@ def _order_create(
                     "unit_price": line.unit_price,
                     "line_total": line.line_total,
                 }
-                for line in lines
+                for line in order_lines
             ],
             # Fixed here (additive to version 1): invoicing documents them, billing charges
             # exactly `totals.total`. Line prices are in the catalog's terms (`pricing`).
@@ -222,7 +266,7 @@ def _order_create(
             "order_url": order_link(order),
         },
     )
-    logger.info("order %s (%s) placed by %s", order.number, order.id, order.email)
+    logger.info("order %s (%s) placed", order.number, order.id)
     return order
 
 

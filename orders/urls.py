@@ -13,6 +13,8 @@ urlpatterns = [
     path("cart/update/", views.cart_update, name="cart-update"),
     path("cart/totals/", views.cart_totals, name="cart-totals"),
     path("checkout/", views.checkout, name="checkout"),
+    path("checkout/pay/", views.checkout_pay, name="checkout-pay"),
+    path("checkout/complete/", views.checkout_complete, name="checkout-complete"),
     path("orders/<uuid:order_id>/", views.order_detail, name="order-detail"),
     path("orders/<uuid:order_id>/status.json", views.order_status, name="order-status"),
     # Next to Django's auth views under accounts/ (chargeflow/urls.py includes them first).

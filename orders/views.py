@@ -21,12 +21,13 @@ from django.views.decorators.http import require_POST
 
 from chargeflow.errors import ApplicationError
 from orders import cart, presenters, selectors
+from orders.checkout import CheckoutPlaced, checkout_hold, checkout_place
 from orders.countries import COUNTRY_CODES, country_choices
 from orders.forms import AddToCartForm, CartUpdateForm, CheckoutForm, SignUpForm
 from orders.models import Product
 from orders.pricing import rate_percent
 from orders.serializers import OrderSerializer
-from orders.services import CartItem, OutOfStockError, order_checkout, request_fingerprint
+from orders.services import CartItem, OutOfStockError
 from orders.tokens import order_access_token
 
 PLACED_ORDERS_KEY = "placed_orders"
@@ -184,90 +185,52 @@ def _order_url(order) -> str:
 
 
 def _new_form(request) -> CheckoutForm:
-    initial = {
-        "checkout_token": secrets.token_urlsafe(24),
-        "country": cart.quote_country(request.session),
-    }
+    initial = {"checkout_token": secrets.token_urlsafe(24)}
     if request.user.is_authenticated:
         initial["email"] = request.user.email
+    initial["country"] = cart.quote_country(request.session, None)
     return CheckoutForm(initial=initial)
 
 
-def _refreshed(form: CheckoutForm) -> CheckoutForm:
-    """The same answers in a new form with a new token (the card is entered again)."""
-    data = form.data.copy()
-    data["checkout_token"] = secrets.token_urlsafe(24)
-    data["payment_method"] = ""
-    refreshed = CheckoutForm(data)
-    refreshed.is_valid()
-    refreshed.errors.pop("payment_method", None)
-    return refreshed
+def _placed(request, order) -> str:
+    """The order is placed: empty the cart, let this browser see the order, say thank you."""
+    cart.cart_clear(request.session)
+    placed_ids = request.session.get(PLACED_ORDERS_KEY, [])[-19:]
+    if str(order.id) not in placed_ids:
+        request.session[PLACED_ORDERS_KEY] = [*placed_ids, str(order.id)]
+    messages.success(
+        request,
+        f"Thank you! Your card is authorized and order {order.number} is placed.",
+        extra_tags=ORDER_PLACED_TAG,
+    )
+    return _order_url(order)
 
 
 @never_cache
 def checkout(request):
-    if request.method == "POST":
-        # A form that already placed its order (double click, back button, reload of the POST):
-        # show that order instead of placing a second one.
-        token = request.POST.get("checkout_token", "")
-        placed = selectors.order_for_checkout_token(token=token) if token else None
-        if placed and str(placed.id) in request.session.get(PLACED_ORDERS_KEY, []):
-            messages.info(request, f"Order {placed.number} was already placed with this form.")
-            return redirect(_order_url(placed))
+    """The checkout page. Paying happens in the page (static/js/checkout.js): `checkout_pay`
+    validates the form, holds the stock and opens the PaymentIntent; Stripe.js confirms it with
+    the card (3-D Secure in the page); `checkout_complete` places the order. A POST here is the
+    page without JavaScript: "Recalculate" (the totals for another country), or a form whose
+    card could not be entered."""
     lines = _lines_with_notices(request)
     if not lines:
         messages.info(request, "Your cart is empty.")
         return redirect("orders:product-list")
     problems = [line.problem for line in lines if line.problem]
     country = cart.quote_country(request.session, request.POST.get("country"))
-    # "Recalculate" (the totals for another country, without JavaScript): the same answers back.
-    recalculate = request.method == "POST" and "recalculate" in request.POST
-    if recalculate:
-        form = CheckoutForm(initial={**request.POST.dict(), "payment_method": ""})
-    else:
-        form = CheckoutForm(request.POST) if request.method == "POST" else _new_form(request)
-    posted = request.method == "POST" and not recalculate
-    if posted and form.is_valid() and not problems:
-        data = form.cleaned_data
-        items = [CartItem(sku=line.product.sku, quantity=line.quantity) for line in lines]
-        try:
-            order, _created = order_checkout(
-                email=data["email"],
-                shipping_address={
-                    k: data[k] for k in ("name", "line1", "line2", "city", "postal_code", "country")
-                },
-                items=items,
-                payment_method=data["payment_method"],
-                customer=request.user if request.user.is_authenticated else None,
-                idempotency_key=selectors.checkout_idempotency_key(data["checkout_token"]),
-                fingerprint=request_fingerprint(
-                    {"form": data, "items": [item.__dict__ for item in items]}
-                ),
-            )
-        except OutOfStockError as exc:
-            messages.error(request, f"Sorry: {exc.message} Nothing was charged.")
-            lines = _lines_with_notices(request)
-            problems = [line.problem for line in lines if line.problem]
-            form = _refreshed(form)
-        except ApplicationError as exc:
-            messages.error(request, exc.message)
-            form = _refreshed(form)
-        else:
-            cart.cart_clear(request.session)
-            placed_ids = request.session.get(PLACED_ORDERS_KEY, [])[-19:]
-            request.session[PLACED_ORDERS_KEY] = [*placed_ids, str(order.id)]
-            messages.success(
+    if request.method == "POST" and "recalculate" in request.POST:
+        form = CheckoutForm(initial=request.POST.dict())
+    elif request.method == "POST":
+        form = CheckoutForm(request.POST)
+        if form.is_valid():
+            messages.error(
                 request,
-                f"Thank you! Order {order.number} is placed.",
-                extra_tags=ORDER_PLACED_TAG,
+                "Card payments need JavaScript: the card goes straight to our payment provider "
+                "from this page. Nothing was charged.",
             )
-            return redirect(_order_url(order))
-    elif posted and form.is_valid():
-        form = _refreshed(form)
-    elif posted and form.errors.keys() - {"payment_method"}:
-        # Field errors: the card is entered again with the corrected form.
-        form.data = form.data.copy()
-        form.data["payment_method"] = ""
+    else:
+        form = _new_form(request)
     return render(
         request,
         "orders/checkout.html",
@@ -278,8 +241,94 @@ def checkout(request):
             **_quote_context(lines, country),
             "stripe_js_url": settings.STRIPE_JS_URL,
             "stripe_publishable_key": settings.STRIPE_PUBLISHABLE_KEY,
+            "hold_minutes": settings.CHECKOUT_HOLD_MINUTES,
         },
     )
+
+
+def _json_error(message: str, status: int, **extra) -> JsonResponse:
+    return JsonResponse({"message": message, **extra}, status=status)
+
+
+@never_cache
+@require_POST
+def checkout_pay(request):
+    """Step 1 of paying (JSON, from checkout.js): the whole form is validated at once (400 with
+    every field's errors); the cart's stock is held and the exact total fixed; the PaymentIntent
+    for it is opened. Answers its client secret, which Stripe.js confirms with the card."""
+    # A form that already placed its order (a reload, back + submit): that order again.
+    started = selectors.checkout_for_token(token=request.POST.get("checkout_token", ""))
+    if started and started.status == started.Status.PLACED:
+        if str(started.pk) in request.session.get(PLACED_ORDERS_KEY, []):
+            order = selectors.order_for_checkout(checkout=started)
+            messages.info(request, f"Order {order.number} was already placed with this form.")
+            return JsonResponse({"redirect": _order_url(order)})
+    form = CheckoutForm(request.POST)
+    lines = _lines_with_notices(request)
+    if not lines:
+        return _json_error("Your cart is empty.", 409, redirect=reverse("orders:product-list"))
+    if not form.is_valid():
+        return _json_error(
+            "Please correct the fields marked below.", 400, errors=form.errors.get_json_data()
+        )
+    if any(line.problem for line in lines):
+        return _json_error(
+            "Some items in your cart are no longer available as they were: fix the cart first.",
+            409,
+            redirect=reverse("orders:cart"),
+        )
+    data = form.cleaned_data
+    cart.quote_country(request.session, data["country"])
+    try:
+        hold = checkout_hold(
+            token=data["checkout_token"],
+            email=data["email"],
+            shipping_address={
+                k: data[k] for k in ("name", "line1", "line2", "city", "postal_code", "country")
+            },
+            items=[CartItem(sku=line.product.sku, quantity=line.quantity) for line in lines],
+            customer=request.user if request.user.is_authenticated else None,
+        )
+    except CheckoutPlaced as exc:
+        return JsonResponse({"redirect": _placed(request, exc.order)})
+    except OutOfStockError as exc:
+        return _json_error(f"Sorry: {exc.message} Nothing was charged.", 409)
+    except ApplicationError as exc:
+        return _json_error(exc.message, exc.status)
+    checkout = hold.checkout
+    return JsonResponse(
+        {
+            "checkout": str(checkout.pk),
+            "client_secret": hold.authorization.client_secret,
+            "payment_intent": hold.authorization.payment_intent,
+            "total": str(checkout.total),
+            "currency": checkout.currency,
+            "expires_at": checkout.expires_at.isoformat(),
+        }
+    )
+
+
+@never_cache
+@require_POST
+def checkout_complete(request):
+    """Step 3 (JSON, from checkout.js once Stripe.js authorized the card): place the order. The
+    authorization is checked at Stripe, never taken from the browser's word."""
+    token = request.POST.get("checkout_token", "")
+    payment_intent = request.POST.get("payment_intent", "")
+    checkout = selectors.checkout_for_token(token=token)
+    if checkout is None:
+        return _json_error("This checkout is not known; reload the page.", 404)
+    try:
+        order = checkout_place(checkout_id=checkout.pk, payment_intent=payment_intent)
+    except OutOfStockError as exc:
+        return _json_error(
+            f"Sorry: {exc.message} The authorization on your card was released; you have not "
+            "been charged.",
+            409,
+        )
+    except ApplicationError as exc:
+        return _json_error(exc.message, exc.status, code=exc.code)
+    return JsonResponse({"redirect": _placed(request, order)})
 
 
 # --- Orders ------------------------------------------------------------------------------------

@@ -78,21 +78,30 @@ def _shown(client: Client, country: str) -> dict[str, str]:
 
 
 def _checkout(client: Client, country: str) -> Order:
+    """The checkout page's payment: pay (hold + intent for the total), the card authorized for
+    exactly that amount (Stripe.js in the page), complete (the order)."""
+    from billing.stripe_client import stripe_client
+
+    form = {
+        "email": "ada@example.com",
+        "name": "Ada Lovelace",
+        "line1": "1 Main Street",
+        "city": "Town",
+        "postal_code": "10115",
+        "country": country,
+        "checkout_token": secrets.token_urlsafe(24),
+    }
+    paying = client.post("/checkout/pay/", form)
+    assert paying.status_code == 200, paying.content.decode()[:2000]
+    intent = paying.json()["payment_intent"]
+    stripe_client().v1.payment_intents.confirm(intent, params={"payment_method": "pm_card_visa"})
     response = client.post(
-        "/checkout/",
-        {
-            "email": "ada@example.com",
-            "name": "Ada Lovelace",
-            "line1": "1 Main Street",
-            "city": "Town",
-            "postal_code": "10115",
-            "country": country,
-            "payment_method": "pm_card_visa",
-            "checkout_token": secrets.token_urlsafe(24),
-        },
+        "/checkout/complete/", {"checkout_token": form["checkout_token"], "payment_intent": intent}
     )
-    assert response.status_code == 302, response.content.decode()[:2000]
-    return Order.objects.get(pk=response.url.split("/")[2])
+    assert response.status_code == 200, response.content.decode()[:2000]
+    order = Order.objects.get(pk=response.json()["redirect"].split("/")[2])
+    assert stripe_client().v1.payment_intents.retrieve(intent).amount == to_minor(order.total)
+    return order
 
 
 def _deliver_order_placed(order: Order) -> dict:

@@ -15,10 +15,10 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from orders.models import Order, Product, TimelineEntry
+from orders.models import Checkout, Order, Product, TimelineEntry
 from orders.tests.factories import ProductFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("stripe_server")]
 
 CHECKOUT = {
     "email": "ada@example.com",
@@ -28,7 +28,6 @@ CHECKOUT = {
     "city": "London",
     "postal_code": "n1 9gu",
     "country": "GB",
-    "payment_method": "pm_card_visa",
 }
 
 
@@ -49,6 +48,31 @@ def cart_of(client) -> dict[str, int]:
 def checkout_token(client) -> str:
     page = client.get(reverse("orders:checkout")).content.decode()
     return re.search(r'name="checkout_token" value="([^"]+)"', page).group(1)
+
+
+def pay(client, form: dict):
+    """Step 1 of the page's payment (checkout.js): validate, hold, open the intent."""
+    return client.post(reverse("orders:checkout-pay"), form)
+
+
+def buy(client, form: dict, *, card: str = "pm_card_visa"):
+    """What the checkout page does in a browser: POST /checkout/pay/, confirm the PaymentIntent
+    with the card (Stripe.js does it in the page), POST /checkout/complete/. Returns the last
+    JSON response (its `redirect` is the order page)."""
+    from billing.stripe_client import stripe_client
+
+    answer = pay(client, form)
+    assert answer.status_code == 200, answer.content
+    stripe_client().v1.payment_intents.confirm(
+        answer.json()["payment_intent"], params={"payment_method": card}
+    )
+    return client.post(
+        reverse("orders:checkout-complete"),
+        {
+            "checkout_token": form["checkout_token"],
+            "payment_intent": answer.json()["payment_intent"],
+        },
+    )
 
 
 def messages_of(response) -> list[str]:
@@ -215,12 +239,13 @@ def test_cart_says_so_when_a_product_runs_out_while_in_it(client, catalog):
     Product.objects.filter(sku="LAMP-01").update(stock=0)
     page = client.get(reverse("orders:cart")).content.decode()
     assert "Desk Lamp is out of stock: remove it to check out." in page
-    # Checkout refuses it too, with the same words, and places nothing.
+    # Checkout refuses it too, with the same words, and holds and places nothing.
     token = checkout_token(client)
-    response = client.post(reverse("orders:checkout"), {**CHECKOUT, "checkout_token": token})
-    assert response.status_code == 200
-    assert "Desk Lamp is out of stock" in response.content.decode()
-    assert Order.objects.count() == 0
+    page = client.get(reverse("orders:checkout")).content.decode()
+    assert "Desk Lamp is out of stock" in page
+    response = pay(client, {**CHECKOUT, "checkout_token": token})
+    assert response.status_code == 409 and response.json()["redirect"] == reverse("orders:cart")
+    assert Order.objects.count() == 0 and not Checkout.objects.exists()
 
 
 def test_a_deleted_product_leaves_the_cart_with_a_message(client):
@@ -240,19 +265,19 @@ def test_checkout_places_the_order_and_shows_its_page(client, catalog):
     add(client, "LAPTOP-14")
     add(client, "MOUSE-01", 2)
     token = checkout_token(client)
-    response = client.post(reverse("orders:checkout"), {**CHECKOUT, "checkout_token": token})
+    response = buy(client, {**CHECKOUT, "checkout_token": token})
     order = Order.objects.get()
-    assert response.status_code == 302
-    assert response["Location"].startswith(f"/orders/{order.id}/?token=")
+    assert response.status_code == 200
+    assert response.json()["redirect"].startswith(f"/orders/{order.id}/?token=")
     assert order.ship_postal_code == "N1 9GU"
-    assert order.payment_method == "pm_card_visa"
+    assert order.payment_intent.startswith("pi_") and order.payment_method == ""
     assert [(li.sku, li.quantity) for li in order.lines.all()] == [
         ("LAPTOP-14", 1),
         ("MOUSE-01", 2),
     ]
     assert Product.objects.get(sku="LAPTOP-14").stock == catalog["LAPTOP-14"].stock - 1
     assert cart_of(client) == {}
-    page = client.get(response["Location"]).content.decode()
+    page = client.get(response.json()["redirect"]).content.decode()
     assert f"Order {order.number}" in page and "Placed" in page
 
 
@@ -342,10 +367,10 @@ def test_checkout_recalculates_without_javascript_and_places_what_it_showed(
     assert "This field is required" not in text
     shown = re.search(r"Total ([\d.]+) EUR", text).group(1)
     del data["recalculate"]
-    placed = client.post(reverse("orders:checkout"), data)
+    placed = buy(client, data)
     order = Order.objects.get()
     # The order page shows the same numbers, the same way (VAT included).
-    text = _text(client.get(placed.url))
+    text = _text(client.get(placed.json()["redirect"]))
     assert f"Total {shown} EUR incl. VAT 25 % {order.tax} EUR" in text
     assert (order.ship_country, str(order.total), order.tax_rate) == (
         "SE",
@@ -364,7 +389,7 @@ def test_form_labels_have_no_colon(client, catalog):
         assert labels and not [label for label in labels if label.endswith(":")]
 
 
-def test_checkout_form_errors_are_shown_next_to_the_fields(client, catalog):
+def test_checkout_form_errors_are_all_shown_at_once_before_the_card(client, catalog):
     add(client, "MOUSE-01")
     token = checkout_token(client)
     bad = {
@@ -373,38 +398,27 @@ def test_checkout_form_errors_are_shown_next_to_the_fields(client, catalog):
         "postal_code": "",
         "country": "XX",
         "city": "",
-        "payment_method": "",
         "checkout_token": token,
     }
-    response = client.post(reverse("orders:checkout"), bad)
-    assert response.status_code == 200
-    page = response.content.decode()
-    for field, text in [
-        ("email", "Enter a valid email address."),
-        ("postal_code", "This field is required."),
-        ("country", "Select a valid choice. XX is not one of the available choices."),
-        ("city", "This field is required."),
-    ]:
-        assert re.search(rf'id="id_{field}-error">{re.escape(text)}<', page), field
-    assert "Enter your card details." in page
-    assert Order.objects.count() == 0
+    response = pay(client, bad)
+    assert response.status_code == 400
+    errors = {
+        field: [e["message"] for e in found] for field, found in response.json()["errors"].items()
+    }
+    assert errors == {
+        "email": ["Enter a valid email address."],
+        "postal_code": ["This field is required."],
+        "country": ["Select a valid choice. XX is not one of the available choices."],
+        "city": ["This field is required."],
+    }
+    assert Order.objects.count() == 0 and not Checkout.objects.exists()
     # A postal code that is no postal code.
-    response = client.post(
-        reverse("orders:checkout"), {**CHECKOUT, "postal_code": "!!", "checkout_token": token}
-    )
-    assert "Enter a valid postal code" in response.content.decode()
-    assert Order.objects.count() == 0
-
-
-def test_card_data_is_never_accepted_only_a_payment_method_id(client, catalog):
-    add(client, "MOUSE-01")
-    token = checkout_token(client)
-    response = client.post(
-        reverse("orders:checkout"),
-        {**CHECKOUT, "payment_method": "4242424242424242", "checkout_token": token},
-    )
-    assert "The card could not be read; enter it again." in response.content.decode()
-    assert Order.objects.count() == 0
+    response = pay(client, {**CHECKOUT, "postal_code": "!!", "checkout_token": token})
+    assert "Enter a valid postal code" in response.json()["errors"]["postal_code"][0]["message"]
+    # Without JavaScript the same errors show next to the fields, and the answers stay.
+    page = client.post(reverse("orders:checkout"), bad).content.decode()
+    assert re.search(r'id="id_email-error">Enter a valid email address.<', page)
+    assert 'value="Ada Lovelace"' in page
 
 
 def test_checkout_page_loads_stripe_js_from_the_setting(client, catalog, settings):
@@ -420,31 +434,51 @@ def test_double_submit_and_back_button_place_one_order(client, catalog):
     add(client, "MOUSE-01", 2)
     token = checkout_token(client)
     form = {**CHECKOUT, "checkout_token": token}
-    first = client.post(reverse("orders:checkout"), form)
-    # The same form again: a double click, a reload of the POST, or back + submit.
-    second = client.post(reverse("orders:checkout"), form)
-    third = client.post(reverse("orders:checkout"), form, follow=True)
+    first = buy(client, form)
+    # The same form again (a reload, back + submit): the order it placed, no second hold.
+    again = pay(client, form)
+    assert again.status_code == 200 and again.json()["redirect"] == first.json()["redirect"]
     order = Order.objects.get()
-    assert first["Location"] == second["Location"]
-    assert third.redirect_chain[-1][0] == first["Location"]
-    assert f"Order {order.number} was already placed with this form." in messages_of(third)
     assert Product.objects.get(sku="MOUSE-01").stock == catalog["MOUSE-01"].stock - 2
+    assert (
+        Checkout.objects.get().status == Checkout.Status.PLACED
+        and order.pk == Checkout.objects.get().pk
+    )
 
 
-def test_same_token_from_another_session_with_the_same_cart_gets_the_same_order(client, catalog):
-    """Two requests of one double click can race: the second one, not yet seeing the first's
-    session, still gets the first's order (same key, same request) and no second order."""
-    from django.test import Client
-
+def test_a_second_card_after_a_decline_uses_the_same_hold_and_intent(client, catalog):
     add(client, "MOUSE-01")
     token = checkout_token(client)
-    other = Client()
-    add(other, "MOUSE-01")
     form = {**CHECKOUT, "checkout_token": token}
-    first = client.post(reverse("orders:checkout"), form)
-    second = other.post(reverse("orders:checkout"), form)
-    assert Order.objects.count() == 1
-    assert first["Location"] == second["Location"]
+    first = pay(client, form).json()
+    from billing.stripe_client import stripe_client
+
+    with pytest.raises(Exception, match="declined"):
+        stripe_client().v1.payment_intents.confirm(
+            first["payment_intent"], params={"payment_method": "pm_card_chargeCustomerFail"}
+        )
+    refused = client.post(
+        reverse("orders:checkout-complete"),
+        {"checkout_token": token, "payment_intent": first["payment_intent"]},
+    )
+    assert refused.status_code == 402 and not Order.objects.exists()
+    assert refused.json()["code"] == "payment_not_authorized"
+    again = buy(client, form)  # the shopper types another card and presses Pay again
+    assert again.status_code == 200
+    assert Order.objects.get().payment_intent == first["payment_intent"]
+    assert Product.objects.get(sku="MOUSE-01").stock == catalog["MOUSE-01"].stock - 1
+
+
+def test_the_browser_cannot_place_an_order_with_an_unauthorized_or_foreign_intent(client, catalog):
+    add(client, "MOUSE-01")
+    token = checkout_token(client)
+    opened = pay(client, {**CHECKOUT, "checkout_token": token}).json()
+    for intent in (opened["payment_intent"], "pi_madeup"):
+        answer = client.post(
+            reverse("orders:checkout-complete"), {"checkout_token": token, "payment_intent": intent}
+        )
+        assert answer.status_code == 402, intent
+    assert not Order.objects.exists()
 
 
 def test_out_of_stock_at_checkout_is_a_clear_message(client):
@@ -452,9 +486,8 @@ def test_out_of_stock_at_checkout_is_a_clear_message(client):
     add(client, product.sku, 2)
     token = checkout_token(client)
     Product.objects.filter(pk=product.pk).update(stock=1)
-    response = client.post(reverse("orders:checkout"), {**CHECKOUT, "checkout_token": token})
-    page = response.content.decode()
-    assert "Only 1 of Rare Thing left" in page
+    response = pay(client, {**CHECKOUT, "checkout_token": token})
+    assert response.status_code == 409
     assert Order.objects.count() == 0
     assert Product.objects.get(pk=product.pk).stock == 1
 
@@ -470,6 +503,8 @@ def test_every_form_needs_a_csrf_token(catalog):
     strict = Client(enforce_csrf_checks=True)
     assert strict.post(reverse("orders:cart-add"), {"sku": "MOUSE-01"}).status_code == 403
     assert strict.post(reverse("orders:checkout"), CHECKOUT).status_code == 403
+    assert strict.post(reverse("orders:checkout-pay"), CHECKOUT).status_code == 403
+    assert strict.post(reverse("orders:checkout-complete"), {}).status_code == 403
     assert strict.post(reverse("orders:signup"), {}).status_code == 403
 
 
@@ -479,8 +514,8 @@ def test_every_form_needs_a_csrf_token(catalog):
 def _place(client) -> tuple[Order, str]:
     add(client, "MOUSE-01")
     token = checkout_token(client)
-    response = client.post(reverse("orders:checkout"), {**CHECKOUT, "checkout_token": token})
-    return Order.objects.get(), response["Location"]
+    response = buy(client, {**CHECKOUT, "checkout_token": token})
+    return Order.objects.get(), response.json()["redirect"]
 
 
 def test_order_page_and_status_json_need_the_token(client, catalog):
@@ -608,18 +643,16 @@ def test_tracking_is_shown_only_for_orders_that_can_still_ship(client, catalog):
 def test_thank_you_message_is_not_shown_above_an_ended_order(client, catalog):
     add(client, "MOUSE-01")
     token = checkout_token(client)
-    response = client.post(
-        reverse("orders:checkout"), {**CHECKOUT, "checkout_token": token}, follow=True
-    )
+    response = buy(client, {**CHECKOUT, "checkout_token": token})
     order = Order.objects.get()
-    page = response.content.decode()
-    assert f"Thank you! Order {order.number} is placed." in page
+    page = client.get(response.json()["redirect"]).content.decode()
+    assert f"Thank you! Your card is authorized and order {order.number} is placed." in page
     assert 'class="message order-placed success"' in page  # order.js hides it if the order ends
     # The card was declined before the customer got to the order page.
     add(client, "MOUSE-01")
     token = checkout_token(client)
     form = {**CHECKOUT, "email": "b@example.com", "checkout_token": token}
-    url = client.post(reverse("orders:checkout"), form)["Location"]
+    url = buy(client, form).json()["redirect"]
     Order.objects.filter(email="b@example.com").update(
         status="cancelled", payment_status="failed", payment_message="Your card was declined."
     )
