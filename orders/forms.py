@@ -8,6 +8,8 @@ from orders.countries import country_choices
 
 POSTAL_CODE_RE = re.compile(r"^[A-Z0-9][A-Z0-9 -]{1,9}$")
 PAYMENT_METHOD_RE = re.compile(r"^pm_[A-Za-z0-9_]+$")
+# secrets.token_urlsafe(24) in the form; checked before it is looked up.
+CHECKOUT_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
 class AddToCartForm(forms.Form):
@@ -67,7 +69,9 @@ class CheckoutForm(forms.Form):
         required=False,
         widget=forms.HiddenInput,
     )
-    checkout_token = forms.CharField(max_length=64, widget=forms.HiddenInput)
+    checkout_token = forms.RegexField(
+        CHECKOUT_TOKEN_RE, min_length=16, max_length=64, widget=forms.HiddenInput
+    )
 
     def clean_postal_code(self) -> str:
         value = " ".join(self.cleaned_data["postal_code"].upper().split())

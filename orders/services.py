@@ -198,7 +198,7 @@ def _order_create(
             "order_url": order_link(order),
         },
     )
-    logger.info("order %s (%s) placed by %s", order.number, order.id, order.email)
+    logger.info("order %s (%s) placed", order.number, order.id)  # no email: PII stays out of logs
     return order
 
 

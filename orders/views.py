@@ -15,13 +15,20 @@ from django.template.loader import render_to_string
 from django.templatetags.static import static
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from chargeflow.errors import ApplicationError
+from chargeflow.redirects import safe_local_path
+from chargeflow.throttling import storefront_throttled
 from orders import cart, presenters, selectors
-from orders.forms import AddToCartForm, CartUpdateForm, CheckoutForm, SignUpForm
+from orders.forms import (
+    CHECKOUT_TOKEN_RE,
+    AddToCartForm,
+    CartUpdateForm,
+    CheckoutForm,
+    SignUpForm,
+)
 from orders.models import Product
 from orders.serializers import OrderSerializer
 from orders.services import CartItem, OutOfStockError, order_checkout, request_fingerprint
@@ -58,13 +65,8 @@ def product_detail(request, sku: str):
 
 
 def _safe_next(request) -> str | None:
-    """The page a form asked to go back to (`next`), if it is one of ours."""
-    target = request.POST.get("next", "")
-    if target and url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return target
-    return None
+    """The page a form asked to go back to (`next`), if it is a local path of ours."""
+    return safe_local_path(request, request.POST.get("next") or request.GET.get("next"))
 
 
 @require_POST
@@ -171,12 +173,16 @@ def _refreshed(form: CheckoutForm) -> CheckoutForm:
 def checkout(request):
     if request.method == "POST":
         # A form that already placed its order (double click, back button, reload of the POST):
-        # show that order instead of placing a second one.
+        # show that order instead of placing a second one. The token is checked before any query.
         token = request.POST.get("checkout_token", "")
+        token = token if CHECKOUT_TOKEN_RE.fullmatch(token) else ""
         placed = selectors.order_for_checkout_token(token=token) if token else None
         if placed and str(placed.id) in request.session.get(PLACED_ORDERS_KEY, []):
             messages.info(request, f"Order {placed.number} was already placed with this form.")
             return redirect(_order_url(placed))
+        throttled = storefront_throttled(request)
+        if throttled is not None:
+            return throttled
     lines = _lines_with_notices(request)
     if not lines:
         messages.info(request, "Your cart is empty.")
@@ -313,7 +319,7 @@ def signup(request):
     if request.method == "POST" and form.is_valid():
         user = form.save()
         # login() rotates the session key and keeps the session's data: the cart stays.
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        login(request, user)  # the one backend in AUTHENTICATION_BACKENDS
         messages.success(request, f"Welcome, {user.username}! Your account is ready.")
         return redirect(_safe_next(request) or "orders:product-list")
     return render(request, "registration/signup.html", {"form": form})
