@@ -86,7 +86,11 @@ def stripe_webhook(request):
     if problem:
         logger.warning("stripe webhook refused: %s", problem)
         return HttpResponseBadRequest(f"unusable event: {problem}")
-    services.stripe_event_handle(event=event)
+    try:
+        services.stripe_event_handle(event=event)
+    except stripe.InvalidRequestError as exc:  # Stripe does not know the object: no use retrying
+        logger.warning("stripe webhook refused: %s", str(exc)[:200])
+        return HttpResponseBadRequest("unusable event: unknown object")
     return HttpResponse(status=200)
 
 

@@ -235,14 +235,23 @@ def test_signed_but_unusable_stripe_events_are_400_and_change_nothing(web, event
     assert not StripeEvent.objects.exists()
 
 
-def test_a_usable_event_for_no_known_order_is_still_accepted(web):
+def test_a_usable_event_of_another_type_is_accepted(web):
     event = {
         "id": "evt_ok",
-        "type": "payment_intent.succeeded",
-        "data": {"object": {"id": "pi_1", "metadata": {"order_id": str(uuid.uuid4())}}},
+        "type": "customer.created",
+        "data": {"object": {"id": "cus_1", "metadata": {"order_id": str(uuid.uuid4())}}},
     }
     assert _post_event(web, event) == 200
     assert StripeEvent.objects.filter(event_id="evt_ok").exists()
+
+
+def test_an_event_for_an_intent_stripe_does_not_know_is_400(web, stripe_server):
+    event = {
+        "id": "evt_unknown",
+        "type": "payment_intent.succeeded",
+        "data": {"object": {"id": "pi_nope", "metadata": {"order_id": str(uuid.uuid4())}}},
+    }
+    assert _post_event(web, event) == 400
 
 
 def test_the_api_takes_json_only(web, catalog):
