@@ -11,9 +11,12 @@ ARG REQUIREMENTS=requirements-dev.txt
 RUN pip install -r "$REQUIREMENTS"
 
 COPY . .
-# Collected as production serves them (hashed names and a manifest, DEBUG off); the key below
-# exists only for this build step.
+# Collected as production serves them (hashed names and a manifest, DEBUG off); the key and
+# secrets below exist only for this build step (with DEBUG off the settings refuse to load
+# without them; docs/security.md).
 RUN DEBUG=false SECRET_KEY=collectstatic-only-not-a-runtime-secret-000 ALLOWED_HOSTS=build \
+    STRIPE_SECRET_KEY=build-only STRIPE_PUBLISHABLE_KEY=build-only STRIPE_WEBHOOK_SECRET=build-only \
+    SHIPPING_PARTNER_API_KEY=build-only ANYMAIL_WEBHOOK_SECRET=build-only \
     python manage.py collectstatic --noinput \
     && useradd --create-home --uid 1000 chargeflow && mkdir -p var && chown -R chargeflow var
 USER chargeflow

@@ -5,7 +5,11 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install setup run test lint format bench clean
+.PHONY: install setup run test lint format bench fuzz clean
+
+# The local stand-ins need DEBUG on (settings default it to off; docs/security.md). An explicit
+# DEBUG=false in the environment still wins.
+setup run test bench fuzz: export DEBUG ?= true
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)

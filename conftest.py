@@ -436,3 +436,17 @@ def browser_page(_browser, request):
     page.shot = shot
     yield page
     context.close()
+
+
+# --- Rate limits -----------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Throttle and login-lockout counts (in the cache) never leak from one test into another."""
+    from django.core.cache import cache
+
+    if hasattr(cache, "delete_pattern"):  # Redis; the database cache is per test database
+        cache.delete_pattern("throttle_*")
+        cache.delete_pattern("login-lockout:*")
+    yield

@@ -157,6 +157,10 @@ def main() -> None:
         "SITE_URL": f"http://127.0.0.1:{ports['web']}",
         "LOG_LEVEL": "WARNING",
         "OUTBOX_RELAY_POLL_SECONDS": "1",
+        # One client places every order: no checkout rate limit (docs/security.md).
+        "THROTTLE_CHECKOUT_RATE": "",
+        "THROTTLE_CHECKOUT_IP_RATE": "",
+        "THROTTLE_ORDER_LOOKUP_RATE": "",
     }
     redis.Redis.from_url(f"{redis_base}/14").flushdb()  # no leftovers from an earlier run
     procs = Processes(env, workdir)

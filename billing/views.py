@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import uuid
 
 import stripe
 from django.conf import settings
@@ -15,25 +17,80 @@ from billing import selectors, services
 from billing.models import Payment
 from billing.stripe_client import stripe_client
 from chargeflow.errors import NotFoundError
+from chargeflow.parsers import json_depth_exceeds
 
 logger = logging.getLogger(__name__)
+
+
+WEBHOOK_MAX_DEPTH = 32
+
+
+def _text(value, max_length: int) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= max_length and "\x00" not in value
+
+
+def _event_problem(payload) -> str | None:
+    """Why a (correctly signed) event cannot be used, or None. Checked before anything reads it,
+    so a malformed event is a 400, never a 500 that Stripe would retry for days."""
+    if json_depth_exceeds(payload, WEBHOOK_MAX_DEPTH):
+        return "nested too deeply"
+    if not isinstance(payload, dict):
+        return "not an object"
+    if not _text(payload.get("id"), 255) or not _text(payload.get("type"), 100):
+        return "no id or type"
+    data = payload.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(obj, dict):
+        return "no data.object"
+    if obj.get("id") is not None and not _text(obj["id"], 255):
+        return "bad data.object.id"
+    metadata = obj.get("metadata")
+    if metadata is None:
+        return None
+    if not isinstance(metadata, dict):
+        return "bad metadata"
+    order_id = metadata.get("order_id")
+    if order_id is not None:
+        try:
+            uuid.UUID(str(order_id))
+        except ValueError:
+            return "metadata.order_id is not a UUID"
+    return None
 
 
 @csrf_exempt
 @require_POST
 def stripe_webhook(request):
-    """Verified against the endpoint secret (400 and no change otherwise), deduplicated on the
-    event id. A failure answers 500 so that Stripe delivers the event again."""
+    """Verified against the endpoint secret, then checked (400 and no change otherwise),
+    deduplicated on the event id. A failure answers 500 so that Stripe delivers the event again."""
     try:
-        event = stripe.Webhook.construct_event(
-            request.body.decode("utf-8"),
-            request.headers.get("Stripe-Signature", ""),
-            settings.STRIPE_WEBHOOK_SECRET,
+        payload = request.body.decode("utf-8")
+        signature = request.headers.get("Stripe-Signature", "")
+        stripe.WebhookSignature.verify_header(
+            payload, signature, settings.STRIPE_WEBHOOK_SECRET, stripe.Webhook.DEFAULT_TOLERANCE
         )
-    except (ValueError, UnicodeDecodeError, stripe.SignatureVerificationError) as exc:
-        logger.warning("stripe webhook refused: %s", exc)
+        problem = _event_problem(json.loads(payload))
+        event = (
+            None
+            if problem
+            else stripe.Webhook.construct_event(payload, signature, settings.STRIPE_WEBHOOK_SECRET)
+        )
+    except (
+        ValueError,
+        UnicodeDecodeError,
+        RecursionError,
+        stripe.SignatureVerificationError,
+    ) as exc:
+        logger.warning("stripe webhook refused: %s", str(exc)[:200])
         return HttpResponseBadRequest("invalid signature or payload")
-    services.stripe_event_handle(event=event)
+    if problem:
+        logger.warning("stripe webhook refused: %s", problem)
+        return HttpResponseBadRequest(f"unusable event: {problem}")
+    try:
+        services.stripe_event_handle(event=event)
+    except stripe.InvalidRequestError as exc:  # Stripe does not know the object: no use retrying
+        logger.warning("stripe webhook refused: %s", str(exc)[:200])
+        return HttpResponseBadRequest("unusable event: unknown object")
     return HttpResponse(status=200)
 
 

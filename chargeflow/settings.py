@@ -40,7 +40,10 @@ def env_list(name: str, default: str = "") -> list[str]:
 
 
 # --- Core -----------------------------------------------------------------------------------
-DEBUG = env_bool("DEBUG", True)
+# Off unless set: `make run`, `make test` (chargeflow/devenv.py), docker compose and the bench set
+# DEBUG=true for the local stand-ins. With DEBUG off every secret must be set to a real value
+# (see the checks below and docs/security.md).
+DEBUG = env_bool("DEBUG", False)
 _INSECURE_KEY = "django-insecure-local-only-never-use-in-production"
 SECRET_KEY = env("SECRET_KEY", _INSECURE_KEY if DEBUG else "")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver" if DEBUG else "")
@@ -52,6 +55,49 @@ if not DEBUG:
         raise ImproperlyConfigured("DEBUG is off: set SECRET_KEY to a random value (32+ chars).")
     if not ALLOWED_HOSTS:
         raise ImproperlyConfigured("DEBUG is off: set ALLOWED_HOSTS (comma-separated).")
+
+# The values published in .env.example and the local defaults: never accepted with DEBUG off.
+EXAMPLE_SECRETS = {
+    "STRIPE_SECRET_KEY": {"sk_test_chargeflow_local"},
+    "STRIPE_PUBLISHABLE_KEY": {"pk_test_chargeflow_local"},
+    "STRIPE_WEBHOOK_SECRET": {"whsec_chargeflow_local"},
+    "SHIPPING_PARTNER_API_KEY": {"dev-partner-key"},
+    "ANYMAIL_WEBHOOK_SECRET": {"local:webhook-secret"},
+    "AWS_SECRET_ACCESS_KEY": {"local"},
+    "EMAIL_HOST_PASSWORD": {"local"},
+}
+REQUIRED_SECRETS = (
+    "STRIPE_SECRET_KEY",
+    "STRIPE_PUBLISHABLE_KEY",
+    "STRIPE_WEBHOOK_SECRET",
+    "SHIPPING_PARTNER_API_KEY",
+    "ANYMAIL_WEBHOOK_SECRET",
+)
+
+
+def dev_default(value: str) -> str:
+    """A local stand-in's value: the default with DEBUG on, nothing (must be set) with it off."""
+    return value if DEBUG else ""
+
+
+if not DEBUG:
+    _missing = [name for name in REQUIRED_SECRETS if not env(name).strip()]
+    _examples = [name for name, values in EXAMPLE_SECRETS.items() if env(name).strip() in values]
+    if _missing or _examples:
+        raise ImproperlyConfigured(
+            "DEBUG is off: "
+            + "; ".join(
+                part
+                for part in (
+                    f"set {', '.join(_missing)}" if _missing else "",
+                    f"replace the published example value of {', '.join(_examples)}"
+                    if _examples
+                    else "",
+                )
+                if part
+            )
+            + " (docs/security.md)."
+        )
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -74,10 +120,12 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "chargeflow.middleware.RejectNulBytesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "chargeflow.lockout.LoginLockoutMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -151,6 +199,13 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# The model backend with a login lockout (chargeflow/lockout.py): LOGIN_LOCKOUT_FAILURES failed
+# logins for one username from one IP address lock it there for LOGIN_LOCKOUT_SECONDS (429).
+AUTHENTICATION_BACKENDS = ["chargeflow.lockout.LockoutModelBackend"]
+LOGIN_LOCKOUT_FAILURES = env_int("LOGIN_LOCKOUT_FAILURES", 5)  # 0 turns the lockout off
+LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900)
+# Failed logins from one IP address, whatever the username, before the address is locked.
+LOGIN_LOCKOUT_IP_FAILURES = env_int("LOGIN_LOCKOUT_IP_FAILURES", 50)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "orders:product-list"
 LOGOUT_REDIRECT_URL = "orders:product-list"
@@ -191,11 +246,31 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = DEBUG
 
-# --- Security with DEBUG off -----------------------------------------------------------------
-if not DEBUG:
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
-    CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
+# --- Transport security (docs/security.md) ----------------------------------------------------
+# On by default with DEBUG off, each one configurable. The proxy header is trusted only when set:
+# SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO,https, and only behind a proxy that always sets
+# (and overwrites) it; otherwise any client could claim to be on https.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_REDIRECT_EXEMPT = env_list("SECURE_REDIRECT_EXEMPT", r"^health/$,^ready/$")
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+_proxy_header = env_list("SECURE_PROXY_SSL_HEADER")
+if _proxy_header:
+    if len(_proxy_header) != 2:
+        raise ImproperlyConfigured("SECURE_PROXY_SSL_HEADER: expected HEADER,value")
+    SECURE_PROXY_SSL_HEADER = (_proxy_header[0], _proxy_header[1])
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+# Request bodies: forms, uploads and the API's JSON (chargeflow/parsers.py) alike. Over it: 413
+# (API) or 400. API_JSON_MAX_DEPTH: deeper JSON documents are refused with 400.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440)  # 2.5 MB
+DATA_UPLOAD_MAX_NUMBER_FIELDS = env_int("DATA_UPLOAD_MAX_NUMBER_FIELDS", 1000)
+API_JSON_MAX_DEPTH = env_int("API_JSON_MAX_DEPTH", 20)
 
 # --- REST API --------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -208,6 +283,19 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 20,
     "EXCEPTION_HANDLER": "chargeflow.api.exception_handler",
     "COERCE_DECIMAL_TO_STRING": True,
+    # JSON only, with size and depth limits (chargeflow/parsers.py).
+    "DEFAULT_PARSER_CLASSES": ["chargeflow.parsers.SafeJSONParser"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    # Rates per client (the user, else the IP address) and per IP address; "N/s|min|hour|day".
+    # Over a rate: 429 with Retry-After (chargeflow/throttling.py, docs/security.md).
+    "DEFAULT_THROTTLE_RATES": {
+        "checkout": env("THROTTLE_CHECKOUT_RATE", "10/min"),
+        "checkout_ip": env("THROTTLE_CHECKOUT_IP_RATE", "30/min"),
+        "order_lookup": env("THROTTLE_ORDER_LOOKUP_RATE", "120/min"),
+        "quote": env("THROTTLE_QUOTE_RATE", "60/min"),
+    },
+    # Trusted reverse proxies in front of the app (X-Forwarded-For); unset: REMOTE_ADDR.
+    "NUM_PROXIES": env_int("NUM_PROXIES", 0) if env("NUM_PROXIES") else None,
 }
 
 # --- Shop ------------------------------------------------------------------------------------
@@ -232,13 +320,14 @@ SELLER = {
 STUCK_ORDER_MINUTES = env_int("STUCK_ORDER_MINUTES", 15)
 
 # --- Stripe ----------------------------------------------------------------------------------
-STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", "sk_test_chargeflow_local")
-STRIPE_PUBLISHABLE_KEY = env("STRIPE_PUBLISHABLE_KEY", "pk_test_chargeflow_local")
-STRIPE_API_BASE = env("STRIPE_API_BASE", "http://127.0.0.1:8420")  # empty: the real Stripe
+STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", dev_default("sk_test_chargeflow_local"))
+STRIPE_PUBLISHABLE_KEY = env("STRIPE_PUBLISHABLE_KEY", dev_default("pk_test_chargeflow_local"))
+# Empty (the default with DEBUG off): the real Stripe API.
+STRIPE_API_BASE = env("STRIPE_API_BASE", dev_default("http://127.0.0.1:8420"))
 STRIPE_JS_URL = env(
     "STRIPE_JS_URL", f"{STRIPE_API_BASE or 'https://js.stripe.com'}/js.stripe.com/v3/"
 )
-STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", "whsec_chargeflow_local")
+STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", dev_default("whsec_chargeflow_local"))
 STRIPE_TIMEOUT_SECONDS = env_int("STRIPE_TIMEOUT_SECONDS", 20)
 # An unfinished 3-D Secure authentication is cancelled (payment.failed) after this long.
 # How long a checkout holds its stock while the card is authorized (the checkout page's Stripe.js
@@ -255,7 +344,7 @@ BILLING_STEP_LEASE_SECONDS = env_int("BILLING_STEP_LEASE_SECONDS", 90)
 
 # --- Shipping partner ------------------------------------------------------------------------
 SHIPPING_PARTNER_URL = env("SHIPPING_PARTNER_URL", "http://127.0.0.1:8430").rstrip("/")
-SHIPPING_PARTNER_API_KEY = env("SHIPPING_PARTNER_API_KEY", "dev-partner-key")
+SHIPPING_PARTNER_API_KEY = env("SHIPPING_PARTNER_API_KEY", dev_default("dev-partner-key"))
 SHIPPING_PARTNER_CONNECT_TIMEOUT = float(env("SHIPPING_PARTNER_CONNECT_TIMEOUT", "3"))
 SHIPPING_PARTNER_READ_TIMEOUT = float(env("SHIPPING_PARTNER_READ_TIMEOUT", "10"))
 # In-call retries (urllib3): backoff factor * 2**n s, capped, with jitter. docs/shipping.md.
@@ -289,13 +378,14 @@ ANYMAIL = {
         **({"endpoint_url": env("AWS_SES_ENDPOINT_URL")} if env("AWS_SES_ENDPOINT_URL") else {}),
         "region_name": env("AWS_REGION", "eu-west-1"),
     },
-    "WEBHOOK_SECRET": env("ANYMAIL_WEBHOOK_SECRET", "local:webhook-secret"),
+    "WEBHOOK_SECRET": env("ANYMAIL_WEBHOOK_SECRET", dev_default("local:webhook-secret")),
 }
 
 # --- Broker and Celery -----------------------------------------------------------------------
 AWS_REGION = env("AWS_REGION", "eu-west-1")
-AWS_ACCESS_KEY_ID = env("AWS_ACCESS_KEY_ID", "local")
-AWS_SECRET_ACCESS_KEY = env("AWS_SECRET_ACCESS_KEY", "local")
+# Locally the emulators' dummy keys; with DEBUG off unset means the usual AWS chain (a role).
+AWS_ACCESS_KEY_ID = env("AWS_ACCESS_KEY_ID", dev_default("local")) or None
+AWS_SECRET_ACCESS_KEY = env("AWS_SECRET_ACCESS_KEY", dev_default("local")) or None
 # The SQS endpoint comes from the broker URL's host (moto locally); `sqs://` alone is real SQS
 # with credentials from the usual AWS chain (environment, instance role).
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "sqs://local:local@127.0.0.1:4566")

@@ -8,6 +8,7 @@ from rest_framework import generics, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from chargeflow.throttling import CHECKOUT_THROTTLES, OrderLookupThrottle
 from orders import selectors
 from orders.serializers import (
     OrderCreateSerializer,
@@ -32,14 +33,17 @@ class ProductListView(generics.ListAPIView):
 
 
 class OrderCreateView(APIView):
+    throttle_classes = CHECKOUT_THROTTLES
+
     def post(self, request):
         serializer = OrderCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         key = request.headers.get("Idempotency-Key", "").strip() or None
-        if key and len(key) > 255:
+        if key and (len(key) > 255 or not (key.isascii() and key.isprintable())):
             return Response(
-                {"Idempotency-Key": ["At most 255 characters."]}, status=status.HTTP_400_BAD_REQUEST
+                {"Idempotency-Key": ["At most 255 printable ASCII characters."]},
+                status=status.HTTP_400_BAD_REQUEST,
             )
         order, created = order_checkout(
             email=data["email"],
@@ -58,6 +62,8 @@ class OrderCreateView(APIView):
 
 
 class OrderDetailView(APIView):
+    throttle_classes = (OrderLookupThrottle,)
+
     def get(self, request, order_id):
         order = selectors.order_for_viewer(
             order_id=order_id, user=request.user, token=request_token(request)

@@ -7,6 +7,8 @@ from django.contrib.auth.forms import UserCreationForm
 from orders.countries import country_choices
 
 POSTAL_CODE_RE = re.compile(r"^[A-Z0-9][A-Z0-9 -]{1,9}$")
+# secrets.token_urlsafe(24) in the form; checked before it is looked up.
+CHECKOUT_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
 class AddToCartForm(forms.Form):
@@ -59,7 +61,9 @@ class CheckoutForm(forms.Form):
         initial="DE",
         widget=forms.Select(attrs={"autocomplete": "country"}),
     )
-    checkout_token = forms.CharField(max_length=64, widget=forms.HiddenInput)
+    checkout_token = forms.RegexField(
+        CHECKOUT_TOKEN_RE, min_length=16, max_length=64, widget=forms.HiddenInput
+    )
 
     def clean_postal_code(self) -> str:
         value = " ".join(self.cleaned_data["postal_code"].upper().split())

@@ -266,7 +266,7 @@ def order_write(
             "order_url": order_link(order),
         },
     )
-    logger.info("order %s (%s) placed", order.number, order.id)
+    logger.info("order %s (%s) placed", order.number, order.id)  # no email: PII stays out of logs
     return order
 
 

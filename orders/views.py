@@ -15,15 +15,22 @@ from django.template.loader import render_to_string
 from django.templatetags.static import static
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from chargeflow.errors import ApplicationError
+from chargeflow.redirects import safe_local_path
+from chargeflow.throttling import storefront_throttled
 from orders import cart, presenters, selectors
 from orders.checkout import CheckoutPlaced, checkout_hold, checkout_place
 from orders.countries import COUNTRY_CODES, country_choices
-from orders.forms import AddToCartForm, CartUpdateForm, CheckoutForm, SignUpForm
+from orders.forms import (
+    CHECKOUT_TOKEN_RE,
+    AddToCartForm,
+    CartUpdateForm,
+    CheckoutForm,
+    SignUpForm,
+)
 from orders.models import Product
 from orders.pricing import rate_percent
 from orders.serializers import OrderSerializer
@@ -61,13 +68,8 @@ def product_detail(request, sku: str):
 
 
 def _safe_next(request) -> str | None:
-    """The page a form asked to go back to (`next`), if it is one of ours."""
-    target = request.POST.get("next", "")
-    if target and url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return target
-    return None
+    """The page a form asked to go back to (`next`), if it is a local path of ours."""
+    return safe_local_path(request, request.POST.get("next") or request.GET.get("next"))
 
 
 @require_POST
@@ -256,13 +258,19 @@ def checkout_pay(request):
     """Step 1 of paying (JSON, from checkout.js): the whole form is validated at once (400 with
     every field's errors); the cart's stock is held and the exact total fixed; the PaymentIntent
     for it is opened. Answers its client secret, which Stripe.js confirms with the card."""
-    # A form that already placed its order (a reload, back + submit): that order again.
-    started = selectors.checkout_for_token(token=request.POST.get("checkout_token", ""))
-    if started and started.status == started.Status.PLACED:
-        if str(started.pk) in request.session.get(PLACED_ORDERS_KEY, []):
-            order = selectors.order_for_checkout(checkout=started)
-            messages.info(request, f"Order {order.number} was already placed with this form.")
-            return JsonResponse({"redirect": _order_url(order)})
+    # A form that already placed its order (a reload, back + submit): that order again. The
+    # token is checked before any query.
+    token = request.POST.get("checkout_token", "")
+    token = token if CHECKOUT_TOKEN_RE.fullmatch(token) else ""
+    started = selectors.checkout_for_token(token=token)
+    mine = started and str(started.pk) in request.session.get(PLACED_ORDERS_KEY, [])
+    if mine and started.status == started.Status.PLACED:
+        order = selectors.order_for_checkout(checkout=started)
+        messages.info(request, f"Order {order.number} was already placed with this form.")
+        return JsonResponse({"redirect": _order_url(order)})
+    throttled = storefront_throttled(request)
+    if throttled is not None:
+        return throttled
     form = CheckoutForm(request.POST)
     lines = _lines_with_notices(request)
     if not lines:
@@ -315,7 +323,9 @@ def checkout_complete(request):
     authorization is checked at Stripe, never taken from the browser's word."""
     token = request.POST.get("checkout_token", "")
     payment_intent = request.POST.get("payment_intent", "")
-    checkout = selectors.checkout_for_token(token=token)
+    checkout = (
+        selectors.checkout_for_token(token=token) if CHECKOUT_TOKEN_RE.fullmatch(token) else None
+    )
     if checkout is None:
         return _json_error("This checkout is not known; reload the page.", 404)
     try:
@@ -407,7 +417,7 @@ def signup(request):
     if request.method == "POST" and form.is_valid():
         user = form.save()
         # login() rotates the session key and keeps the session's data: the cart stays.
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        login(request, user)  # the one backend in AUTHENTICATION_BACKENDS
         messages.success(request, f"Welcome, {user.username}! Your account is ready.")
         return redirect(_safe_next(request) or "orders:product-list")
     return render(request, "registration/signup.html", {"form": form})

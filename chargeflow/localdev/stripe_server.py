@@ -64,9 +64,13 @@ Webhook events sent for PaymentIntents (about 1 s later, signed): ``payment_inte
 Also sent by localstripe: ``customer.*``, ``invoice.*``, ``plan.created``, ``product.created``,
 ``payout.*``, ``balance.available``. localstripe never retries a failed delivery.
 
-Still not like Stripe: over-refunds and refunds of a cancelled authorization are accepted; lists
-are oldest first (Stripe: newest first); ``latest_charge`` is an embedded object, not an id; the
-publishable key is not checked against the secret key; no ``payment_intent.created`` event.
+- Refunds: at most what the charge has left (400 ``amount_too_large`` /
+  ``charge_already_refunded``; without ``amount``: what is left), and only of a ``succeeded``
+  PaymentIntent (localstripe refunded the whole charge again, and cancelled authorizations).
+
+Still not like Stripe: lists are oldest first (Stripe: newest first); ``latest_charge`` is an
+embedded object, not an id; the publishable key is not checked against the secret key; no
+``payment_intent.created`` event; authorizations never expire.
 """
 
 from __future__ import annotations
@@ -879,6 +883,60 @@ def _patch_resources() -> None:
 
     PaymentIntent._api_create = classmethod(_api_create)
     PaymentIntent.description = None
+
+    # --- refunds: never more than the charge has left, only of a successful payment ---------
+    Refund = r.Refund
+    original_refund_init = Refund.__init__
+
+    def refund_init(
+        self: Any,
+        charge: Any = None,
+        payment_intent: Any = None,
+        amount: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        charge_obj = None
+        if isinstance(payment_intent, str) and payment_intent.startswith("pi_") and not charge:
+            intent = PaymentIntent._api_retrieve(payment_intent)
+            if intent.status != "succeeded":
+                raise _stripe_error(
+                    400,
+                    "invalid_request_error",
+                    f"This PaymentIntent ({intent.id}) does not have a successful charge to "
+                    "refund.",
+                    code="charge_not_refundable" if intent.latest_charge else "resource_missing",
+                )
+            charge_obj = intent.latest_charge
+        elif isinstance(charge, str) and charge.startswith("ch_"):
+            charge_obj = Charge._api_retrieve(charge)
+        if charge_obj is not None and charge_obj.status == "succeeded":
+            left = charge_obj.amount - charge_obj.amount_refunded
+            wanted = r.try_convert_to_int(amount)
+            if left <= 0:
+                raise _stripe_error(
+                    400,
+                    "invalid_request_error",
+                    f"Charge {charge_obj.id} has already been refunded.",
+                    code="charge_already_refunded",
+                    charge=charge_obj.id,
+                )
+            if wanted is None:
+                amount = left  # Stripe refunds what is left, not the whole charge again
+            elif isinstance(wanted, int) and wanted > left:
+                raise _stripe_error(
+                    400,
+                    "invalid_request_error",
+                    f"Refund amount ({wanted}) is greater than unrefunded amount on charge "
+                    f"({left}).",
+                    code="amount_too_large",
+                    param="amount",
+                    charge=charge_obj.id,
+                )
+        original_refund_init(
+            self, charge=charge, payment_intent=payment_intent, amount=amount, **kwargs
+        )
+
+    Refund.__init__ = refund_init
 
     # --- list filters ---------------------------------------------------------------------
     def _api_list_all(

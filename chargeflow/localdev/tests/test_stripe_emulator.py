@@ -316,6 +316,44 @@ def test_manual_capture_then_refund(client, customer):
     assert (refund.status, refund.amount) == ("succeeded", 2998)
 
 
+def test_refunds_never_exceed_the_charge(client):
+    intent = client.v1.payment_intents.create(
+        params={
+            "amount": 3000,
+            "currency": "eur",
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+        }
+    )
+    partial = client.v1.refunds.create(params={"payment_intent": intent.id, "amount": 1000})
+    assert partial.amount == 1000
+    with pytest.raises(stripe.InvalidRequestError) as excinfo:
+        client.v1.refunds.create(params={"payment_intent": intent.id, "amount": 2001})
+    assert excinfo.value.code == "amount_too_large"
+    rest = client.v1.refunds.create(params={"payment_intent": intent.id})
+    assert rest.amount == 2000  # what is left, not the whole charge again
+    with pytest.raises(stripe.InvalidRequestError) as excinfo:
+        client.v1.refunds.create(params={"payment_intent": intent.id})
+    assert excinfo.value.code == "charge_already_refunded"
+
+
+def test_an_uncaptured_or_cancelled_authorization_cannot_be_refunded(client):
+    intent = client.v1.payment_intents.create(
+        params={
+            "amount": 3000,
+            "currency": "eur",
+            "capture_method": "manual",
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+        }
+    )
+    with pytest.raises(stripe.InvalidRequestError, match="does not have a successful charge"):
+        client.v1.refunds.create(params={"payment_intent": intent.id})
+    client.v1.payment_intents.cancel(intent.id)
+    with pytest.raises(stripe.InvalidRequestError, match="does not have a successful charge"):
+        client.v1.refunds.create(params={"payment_intent": intent.id})
+
+
 def test_partial_capture(client):
     intent = client.v1.payment_intents.create(
         params={
@@ -328,6 +366,9 @@ def test_partial_capture(client):
     )
     captured = client.v1.payment_intents.capture(intent.id, params={"amount_to_capture": 4000})
     assert (captured.status, captured.amount_received) == ("succeeded", 4000)
+    assert captured.latest_charge.amount_refunded == 1000  # the uncaptured part, released
+    refund = client.v1.refunds.create(params={"payment_intent": intent.id})
+    assert refund.amount == 4000
 
 
 def test_cancel_releases_the_authorization(client):
