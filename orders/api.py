@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404
 from rest_framework import generics, status
@@ -10,9 +12,11 @@ from rest_framework.views import APIView
 
 from chargeflow.throttling import CHECKOUT_THROTTLES, OrderLookupThrottle
 from orders import selectors
+from orders.checkout import checkout_place_for_api, checkout_quote
 from orders.serializers import (
     OrderCreateSerializer,
     OrderSerializer,
+    PaymentIntentCreateSerializer,
     ProductSerializer,
     order_with_token,
 )
@@ -45,20 +49,61 @@ class OrderCreateView(APIView):
                 {"Idempotency-Key": ["At most 255 printable ASCII characters."]},
                 status=status.HTTP_400_BAD_REQUEST,
             )
-        order, created = order_checkout(
+        place = dict(
             email=data["email"],
             shipping_address=dict(data["shipping_address"]),
             items=[CartItem(sku=i["sku"], quantity=i["quantity"]) for i in data["items"]],
-            payment_method=data["payment_method"],
             customer=request.user if request.user.is_authenticated else None,
             idempotency_key=key,
             fingerprint=request_fingerprint(request.data),
         )
+        if data.get("payment_intent"):
+            order, created = checkout_place_for_api(payment_intent=data["payment_intent"], **place)
+        else:
+            order, created = order_checkout(payment_method=data["payment_method"], **place)
         order = selectors.order_detail_queryset().get(pk=order.pk)
         response = Response(order_with_token(order, {"request": request}), status=201)
         if not created:
             response["Idempotent-Replayed"] = "true"
         return response
+
+
+class PaymentIntentCreateView(APIView):
+    """A quote and an authorization to confirm: the exact totals of `items` shipped to
+    `country`, the stock held for CHECKOUT_HOLD_MINUTES, and a PaymentIntent for the total (manual
+    capture). Confirm it with Stripe (3-D Secure included), then POST /api/v1/orders/ with its
+    id as `payment_intent`. The same Idempotency-Key and body again: the same quote and intent."""
+
+    throttle_classes = CHECKOUT_THROTTLES
+
+    def post(self, request):
+        serializer = PaymentIntentCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if key and (len(key) > 255 or not (key.isascii() and key.isprintable())):
+            return Response(
+                {"Idempotency-Key": ["At most 255 printable ASCII characters."]},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        hold = checkout_quote(
+            token=f"api:{key or uuid.uuid4()}",
+            items=[CartItem(sku=i["sku"], quantity=i["quantity"]) for i in data["items"]],
+            country=data["country"],
+        )
+        checkout = hold.checkout
+        totals = selectors.checkout_totals(checkout=checkout)
+        return Response(
+            {
+                "payment_intent": hold.authorization.payment_intent,
+                "client_secret": hold.authorization.client_secret,
+                "amount": str(checkout.total),
+                "currency": checkout.currency,
+                "totals": totals,
+                "expires_at": checkout.expires_at.isoformat(),
+            },
+            status=status.HTTP_201_CREATED,
+        )
 
 
 class OrderDetailView(APIView):

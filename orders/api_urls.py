@@ -7,6 +7,7 @@ app_name = "api"
 urlpatterns = [
     path("products/", api.ProductListView.as_view(), name="product-list"),
     path("orders/", api.OrderCreateView.as_view(), name="order-create"),
+    path("payment-intents/", api.PaymentIntentCreateView.as_view(), name="payment-intent-create"),
     path("orders/<uuid:order_id>/", api.OrderDetailView.as_view(), name="order-detail"),
     path(
         "orders/<uuid:order_id>/invoice.pdf",

@@ -177,6 +177,93 @@ def checkout_hold(
     return Hold(checkout=checkout, authorization=authorization)
 
 
+def checkout_quote(*, token: str, items: list[CartItem], country: str) -> Hold:
+    """The API's quote: the exact total of `items` shipped to `country`, the stock held for
+    CHECKOUT_HOLD_MINUTES, and a PaymentIntent for that total (manual capture) that the client
+    confirms, then names in POST /api/v1/orders/. The address and email come with the order."""
+    return checkout_hold(
+        token=token,
+        email="",
+        shipping_address={"country": country.upper()},
+        items=items,
+    )
+
+
+def checkout_place_for_api(
+    *,
+    payment_intent: str,
+    email: str,
+    shipping_address: dict[str, str],
+    items: list[CartItem],
+    customer=None,
+    idempotency_key: str | None = None,
+    fingerprint: str = "",
+) -> tuple[Order, bool]:
+    """POST /api/v1/orders/ with an authorized `payment_intent`: the order of the quote that
+    opened it, placed only if the items and country are the quote's and the intent is
+    authorized for exactly its total (AuthorizationError, 402, otherwise). An intent already used
+    by an order is a conflict (409) unless it is the same request again (same key and body).
+    Returns (order, created)."""
+    checkout = Checkout.objects.filter(payment_intent=payment_intent).first()
+    if checkout is None:
+        raise AuthorizationError(
+            "Unknown payment_intent: create it with POST /api/v1/payment-intents/.",
+            code="unknown_payment_intent",
+        )
+    if checkout.status == C.PLACED:
+        order = Order.objects.get(pk=checkout.pk)
+        if idempotency_key and order.idempotency_key == idempotency_key:
+            if order.request_fingerprint != fingerprint:
+                raise ConflictError(
+                    "This Idempotency-Key was already used with a different request.",
+                    code="idempotency_key_reused",
+                )
+            return order, False
+        raise ConflictError(
+            f"This payment_intent already paid for order {order.number}.",
+            code="payment_intent_used",
+        )
+    quoted = {line["sku"]: int(line["quantity"]) for line in checkout.lines}
+    if quoted != _merge_items(items) or (
+        checkout.shipping_address.get("country") != shipping_address["country"]
+    ):
+        raise AuthorizationError(
+            "This payment_intent was quoted for other items or another country: quote this "
+            "order again.",
+            code="quote_mismatch",
+            extra={"quoted_total": str(checkout.total)},
+        )
+    authorization_check(
+        payment_intent=payment_intent,
+        amount=checkout.total,
+        currency=checkout.currency,
+        order_id=str(checkout.pk),
+    )
+    with transaction.atomic():
+        updated = Checkout.objects.filter(pk=checkout.pk, status__in=OPEN).update(
+            email=email, shipping_address=shipping_address, customer=customer
+        )
+    if not updated:
+        return checkout_place_for_api(
+            payment_intent=payment_intent,
+            email=email,
+            shipping_address=shipping_address,
+            items=items,
+            customer=customer,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+        )
+    order = checkout_place_authorized(
+        checkout_id=checkout.pk,
+        payment_intent=payment_intent,
+        amount=checkout.total,
+        currency=checkout.currency,
+        idempotency_key=idempotency_key,
+        fingerprint=fingerprint,
+    )
+    return order, True
+
+
 def checkout_place(*, checkout_id, payment_intent: str = "") -> Order:
     """Place the order of a checkout whose card the page (or an API client) says is authorized.
     Checked at Stripe first (no transaction open): AuthorizationError (402) unless the intent is
@@ -204,7 +291,13 @@ def checkout_place(*, checkout_id, payment_intent: str = "") -> Order:
 
 
 def checkout_place_authorized(
-    *, checkout_id, payment_intent: str, amount: Decimal, currency: str
+    *,
+    checkout_id,
+    payment_intent: str,
+    amount: Decimal,
+    currency: str,
+    idempotency_key: str | None = None,
+    fingerprint: str = "",
 ) -> Order:
     """Place the order of a checkout whose authorization is known (checked at Stripe by the
     caller, or reported by billing's `payment.authorized`). A hold that expired meanwhile takes
@@ -237,7 +330,8 @@ def checkout_place_authorized(
                 currency=checkout.currency,
                 customer=checkout.customer,
                 payment_intent=payment_intent,
-                fingerprint=checkout.fingerprint,
+                idempotency_key=idempotency_key,
+                fingerprint=fingerprint or checkout.fingerprint,
             )
             checkout.status = C.PLACED
             checkout.payment_intent = payment_intent

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from decimal import Decimal
 
 from django.conf import settings
 from django.db.models import Prefetch, QuerySet
@@ -54,6 +55,18 @@ def order_for_viewer(*, order_id, user, token: str | None) -> Order | None:
 
 def orders_of_customer(*, user) -> QuerySet[Order]:
     return Order.objects.filter(customer=user).prefetch_related("lines").order_by("-created_at")
+
+
+def checkout_totals(*, checkout: Checkout) -> dict[str, str]:
+    """The checkout's totals as the API gives an order's (subtotal + shipping + tax == total)."""
+    lines = [
+        PriceLine(line["sku"], line["name"], int(line["quantity"]), Decimal(line["unit_price"]))
+        for line in checkout.lines
+    ]
+    quote = price_quote(
+        lines=lines, country=checkout.shipping_address["country"], currency=checkout.currency
+    )
+    return quote.totals()
 
 
 def order_for_checkout(*, checkout: Checkout) -> Order:

@@ -44,14 +44,44 @@ class OrderItemInputSerializer(serializers.Serializer):
 
 
 class OrderCreateSerializer(serializers.Serializer):
+    """`payment_method` (charged after the invoice, as in the first release), or `payment_intent`
+    (already authorized for the order's exact total: see POST /api/v1/payment-intents/)."""
+
     email = serializers.EmailField()
     shipping_address = ShippingAddressSerializer()
     items = OrderItemInputSerializer(many=True, allow_empty=False, max_length=100)
     payment_method = serializers.RegexField(
         r"^pm_[A-Za-z0-9_]+$",
         max_length=255,
+        required=False,
         error_messages={"invalid": "Expected a Stripe PaymentMethod id such as pm_card_visa."},
     )
+    payment_intent = serializers.RegexField(
+        r"^pi_[A-Za-z0-9_]+$",
+        max_length=255,
+        required=False,
+        error_messages={
+            "invalid": "Expected a Stripe PaymentIntent id (pi_…) from /api/v1/payment-intents/."
+        },
+    )
+
+    def validate(self, attrs):
+        if bool(attrs.get("payment_method")) == bool(attrs.get("payment_intent")):
+            message = "Give exactly one of payment_method and payment_intent."
+            raise serializers.ValidationError(
+                {"payment_method": [message], "payment_intent": [message]}
+            )
+        return attrs
+
+
+class PaymentIntentCreateSerializer(serializers.Serializer):
+    """A quote for a cart shipped to a country, with a PaymentIntent for its exact total."""
+
+    items = OrderItemInputSerializer(many=True, allow_empty=False, max_length=100)
+    country = serializers.CharField(max_length=2, min_length=2)
+
+    def validate_country(self, value: str) -> str:
+        return ShippingAddressSerializer().validate_country(value)
 
 
 def _document_url(request, name: str, order: Order, **kwargs) -> str:
