@@ -72,6 +72,13 @@ def on_payment_failed(event: Event) -> None:
     )
 
 
+@subscriber("payment.released")
+def on_payment_released(event: Event) -> None:
+    services.order_record_authorization_released(
+        order_id=event.aggregate_id, amount=event.data["amount"], currency=event.data["currency"]
+    )
+
+
 @subscriber("shipment.created")
 def on_shipment_created(event: Event) -> None:
     services.order_record_shipment(

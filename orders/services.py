@@ -233,6 +233,15 @@ def order_write(
         for line in lines
     )
     _timeline(order, TimelineEntry.Type.STATUS_CHANGED, {"from": None, "to": order.status})
+    if payment_intent:
+        _timeline(
+            order,
+            TimelineEntry.Type.NOTE,
+            {
+                "message": f"Card authorized for {order.total} {order.currency} at checkout; "
+                "it is charged when the invoice is issued."
+            },
+        )
     payment = {"payment_intent": payment_intent} if payment_intent else {}
     if payment_method:
         payment["payment_method"] = payment_method
@@ -452,6 +461,16 @@ def order_record_credit_note(*, order_id, number: str, amount: Decimal, pdf_path
         number=number, defaults={"order": order, "amount": Decimal(amount), "pdf_path": pdf_path}
     )
     _timeline(order, "credit_note_issued", {"number": number, "amount": str(amount)})
+
+
+@transaction.atomic
+def order_record_authorization_released(*, order_id, amount: str, currency: str) -> None:
+    order = _lock(order_id)
+    _timeline(
+        order,
+        TimelineEntry.Type.NOTE,
+        {"message": f"Card authorization of {amount} {currency} released: nothing was charged."},
+    )
 
 
 @transaction.atomic
