@@ -27,7 +27,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing.checkout import (
@@ -112,6 +112,34 @@ def checkout_hold(
         {"email": email, "address": shipping_address, "items": sorted(wanted.items())}
     )
     checkouts_expire_due()
+    try:
+        checkout, previous_intent = _hold(
+            token, fingerprint, wanted, email, shipping_address, customer
+        )
+    except IntegrityError:
+        # The same form's first Pay twice at once (a double click): the other request created the
+        # checkout first; this one now finds it (locked) and resumes it.
+        checkout, previous_intent = _hold(
+            token, fingerprint, wanted, email, shipping_address, customer
+        )
+    # Phase 2, no transaction open: the intent for exactly this total (the same one again for
+    # the same checkout and total: its key is the checkout and the amount).
+    authorization = authorization_open(
+        order_id=str(checkout.pk),
+        order_number=checkout.number,
+        amount=checkout.total,
+        currency=checkout.currency,
+    )
+    if previous_intent and previous_intent != authorization.payment_intent:
+        authorization_release(payment_intent=previous_intent)
+    if checkout.payment_intent != authorization.payment_intent:
+        Checkout.objects.filter(pk=checkout.pk).update(payment_intent=authorization.payment_intent)
+        checkout.payment_intent = authorization.payment_intent
+    return Hold(checkout=checkout, authorization=authorization)
+
+
+def _hold(token, fingerprint, wanted, email, shipping_address, customer) -> tuple[Checkout, str]:
+    """Phase 1 of `checkout_hold`: the stock taken and the checkout committed."""
     previous_intent = ""
     with transaction.atomic(durable=True):
         checkout = Checkout.objects.select_for_update().filter(token=token).first()
@@ -161,20 +189,7 @@ def checkout_hold(
                 checkout.currency,
                 checkout.expires_at.isoformat(),
             )
-    # Phase 2, no transaction open: the intent for exactly this total (the same one again for
-    # the same checkout and total: its key is the checkout and the amount).
-    authorization = authorization_open(
-        order_id=str(checkout.pk),
-        order_number=checkout.number,
-        amount=checkout.total,
-        currency=checkout.currency,
-    )
-    if previous_intent and previous_intent != authorization.payment_intent:
-        authorization_release(payment_intent=previous_intent)
-    if checkout.payment_intent != authorization.payment_intent:
-        Checkout.objects.filter(pk=checkout.pk).update(payment_intent=authorization.payment_intent)
-        checkout.payment_intent = authorization.payment_intent
-    return Hold(checkout=checkout, authorization=authorization)
+    return checkout, previous_intent
 
 
 def checkout_quote(*, token: str, items: list[CartItem], country: str) -> Hold:

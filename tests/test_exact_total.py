@@ -48,6 +48,19 @@ CASES = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _no_rate_limits(settings):
+    """Hundreds of checkouts from one test client: the checkout rate limit is not under test."""
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {
+            **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
+            "checkout": "",
+            "checkout_ip": "",
+        },
+    }
+
+
 @pytest.fixture
 def seeded():
     # A transactional test elsewhere may have flushed the seeded rows; the seed is idempotent.

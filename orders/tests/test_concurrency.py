@@ -84,21 +84,32 @@ def test_many_buyers_of_many_units_never_oversell():
     assert Order.objects.count() == 3
 
 
-def test_concurrent_double_submit_of_one_checkout_form_places_one_order(catalog):
+def test_concurrent_double_submit_of_one_checkout_form_places_one_order(catalog, stripe_server):
+    """A double click sends Pay twice, and the page's completion may race the webhook: one hold,
+    one PaymentIntent, one order."""
+    from billing.stripe_client import stripe_client
+
     browser = Client()
     add(browser, "MOUSE-01", 2)
     token = checkout_token(browser)
     cookies = browser.cookies
     form = {**CHECKOUT, "checkout_token": token}
 
-    def submit(_i):
-        tab = Client()
-        tab.cookies = cookies  # the same browser session, two requests in flight
-        return tab.post(reverse("orders:checkout"), form)
+    def tab() -> Client:
+        other = Client()
+        other.cookies = cookies  # the same browser session, requests in flight together
+        return other
 
-    responses = _race(4, submit)
+    paid = _race(4, lambda _i: tab().post(reverse("orders:checkout-pay"), form))
+    assert {r.status_code for r in paid} == {200}, [r.content for r in paid]
+    assert len({r.json()["payment_intent"] for r in paid}) == 1
+    assert Product.objects.get(sku="MOUSE-01").stock == catalog["MOUSE-01"].stock - 2
+    intent = paid[0].json()["payment_intent"]
+    stripe_client().v1.payment_intents.confirm(intent, params={"payment_method": "pm_card_visa"})
+    done = {"checkout_token": token, "payment_intent": intent}
+    responses = _race(4, lambda _i: tab().post(reverse("orders:checkout-complete"), done))
 
     assert Order.objects.count() == 1
-    assert {r.status_code for r in responses} == {302}
-    assert len({r["Location"] for r in responses}) == 1
+    assert {r.status_code for r in responses} == {200}
+    assert len({r.json()["redirect"] for r in responses}) == 1
     assert Product.objects.get(sku="MOUSE-01").stock == catalog["MOUSE-01"].stock - 2
