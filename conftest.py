@@ -110,6 +110,29 @@ def place_order(
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _remote_guard_installed():
+    """Every HTTP request and SMTP send in this process checks that no transaction is open
+    (chargeflow/remote_guard.py): the whole suite proves the atomic-phases rule."""
+    from chargeflow import remote_guard
+
+    remote_guard.install()
+    yield
+    remote_guard.uninstall()
+
+
+@pytest.fixture(autouse=True)
+def _no_remote_call_in_transaction(_remote_guard_installed):
+    """Fail the test if a remote call started inside a transaction, even if the code under test
+    swallowed the guard's exception."""
+    from chargeflow import remote_guard
+
+    remote_guard.take_violations()
+    yield
+    if violations := remote_guard.take_violations():
+        pytest.fail("remote call inside a transaction:\n" + "\n".join(violations))
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _isolated_files(tmp_path_factory):
     """Media (PDFs) in a temporary directory, never in the developer's var/."""
     media = tmp_path_factory.mktemp("media")
