@@ -120,6 +120,16 @@ def _remote_guard_installed():
     remote_guard.uninstall()
 
 
+def pytest_terminal_summary(terminalreporter):
+    from chargeflow import remote_guard
+
+    for module, count in sorted(remote_guard.exempted().items()):
+        terminalreporter.write_line(
+            f"remote_guard: {count} call(s) inside a transaction let through for {module} "
+            f"({remote_guard.EXEMPT_CALLERS[module]})"
+        )
+
+
 @pytest.fixture(autouse=True)
 def _no_remote_call_in_transaction(_remote_guard_installed):
     """Fail the test if a remote call started inside a transaction, even if the code under test

@@ -166,6 +166,11 @@ def take_violations() -> list[str]:
     return found
 
 
-def exempted() -> list[str]:
+def exempted() -> dict[str, int]:
+    """How many calls inside a transaction each exempt module made (see EXEMPT_CALLERS)."""
+    counts: dict[str, int] = {}
     with _guard.lock:
-        return list(_guard.exempted)
+        for entry in _guard.exempted:
+            module = entry.rsplit("[exempt: ", 1)[-1].rstrip("]")
+            counts[module] = counts.get(module, 0) + 1
+    return counts
