@@ -47,9 +47,6 @@ EXEMPT_CALLERS: dict[str, str] = {
     # them published in one transaction (docs/architecture.md, "Why hold the row locks while
     # sending"). It locks only its own outbox rows, never business rows.
     "outbox.relay": "relay: claim, send, mark in one transaction (by design)",
-    # Stripe calls are being split into phases separately (issue 10, billing part); remove this
-    # entry when billing/ no longer calls Stripe inside its transactions.
-    "billing.services": "billing: Stripe calls not yet split into phases (issue 10)",
 }
 
 

@@ -1,12 +1,12 @@
 """Writes of the invoicing app: issue invoices and credit notes with gap-free numbers.
 
-Issuing is two steps, each one inbox transaction (docs/invoicing.md):
+Issuing is two steps (docs/invoicing.md):
 
 1. `invoice_issue` (on order.placed) prices the order, allocates the number from the locked
    counter, stores the invoice and its lines and publishes the internal `invoice.numbered`. It
    commits in milliseconds, so the counter row is never locked for longer than that.
-2. `invoice_render` (on invoice.numbered, in the invoicing worker, as the subscriber's
-   after-commit phase: no transaction open) renders the PDF (50-350 ms) and stores it (object
+2. `invoice_render` (on invoice.numbered, in the invoicing worker, a `transactional=False`
+   subscriber: no transaction open) renders the PDF (50-350 ms) and stores it (object
    storage may be S3: a remote call) under a name of its content, then records it with its
    SHA-256 and publishes `invoice.issued` (billing charges it) in a short transaction of its own.
 
