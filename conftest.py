@@ -110,6 +110,39 @@ def place_order(
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _remote_guard_installed():
+    """Every HTTP request and SMTP send in this process checks that no transaction is open
+    (chargeflow/remote_guard.py): the whole suite proves the atomic-phases rule."""
+    from chargeflow import remote_guard
+
+    remote_guard.install()
+    yield
+    remote_guard.uninstall()
+
+
+def pytest_terminal_summary(terminalreporter):
+    from chargeflow import remote_guard
+
+    for module, count in sorted(remote_guard.exempted().items()):
+        terminalreporter.write_line(
+            f"remote_guard: {count} call(s) inside a transaction let through for {module} "
+            f"({remote_guard.EXEMPT_CALLERS[module]})"
+        )
+
+
+@pytest.fixture(autouse=True)
+def _no_remote_call_in_transaction(_remote_guard_installed):
+    """Fail the test if a remote call started inside a transaction, even if the code under test
+    swallowed the guard's exception."""
+    from chargeflow import remote_guard
+
+    remote_guard.take_violations()
+    yield
+    if violations := remote_guard.take_violations():
+        pytest.fail("remote call inside a transaction:\n" + "\n".join(violations))
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _isolated_files(tmp_path_factory):
     """Media (PDFs) in a temporary directory, never in the developer's var/."""
     media = tmp_path_factory.mktemp("media")

@@ -373,6 +373,10 @@ MAILBOX_DIR = Path(env("MAILBOX_DIR", str(VAR_DIR / "mailbox")))
 EMAIL_SEND_MAX_ATTEMPTS = env_int("EMAIL_SEND_MAX_ATTEMPTS", 8)
 EMAIL_RETRY_BASE_SECONDS = env_int("EMAIL_RETRY_BASE_SECONDS", 30)
 EMAIL_RETRY_MAX_SECONDS = env_int("EMAIL_RETRY_MAX_SECONDS", 3600)
+# The domain of our deterministic Message-IDs (<kind.order-id@domain>); the sender's by default.
+EMAIL_MESSAGE_ID_DOMAIN = env(
+    "EMAIL_MESSAGE_ID_DOMAIN", DEFAULT_FROM_EMAIL.rsplit("@", 1)[-1].strip(" >") or "localhost"
+)
 ANYMAIL = {
     "AMAZON_SES_CLIENT_PARAMS": {
         **({"endpoint_url": env("AWS_SES_ENDPOINT_URL")} if env("AWS_SES_ENDPOINT_URL") else {}),
@@ -401,6 +405,10 @@ CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = False  # a poison message goes to the D
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 120)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 10
+# An email attempt in flight for longer than this is taken as cut off (its worker died) and is
+# resumed, with the same Message-ID, by the beat task: past the task time limit, the worker that
+# started it is done or dead (docs/notifications.md).
+EMAIL_SEND_LEASE_SECONDS = env_int("EMAIL_SEND_LEASE_SECONDS", CELERY_TASK_TIME_LIMIT + 30)
 CELERY_TASK_MAX_RETRIES = env_int("CELERY_TASK_MAX_RETRIES", 8)
 CELERY_RETRY_BACKOFF_MAX = env_int("CELERY_RETRY_BACKOFF_MAX", 300)
 # Longer than the longest task plus the longest retry countdown: never redeliver a running task.

@@ -19,8 +19,10 @@ def on_order_placed(event: Event) -> None:
     )
 
 
-@subscriber("invoice.numbered")
+@subscriber("invoice.numbered", transactional=False)
 def on_invoice_numbered(event: Event) -> None:
+    """No transaction open: `invoice_issue` committed the intent (the numbered invoice without
+    its PDF); render, store (maybe S3), then record and publish `invoice.issued`."""
     services.invoice_render(invoice_id=int(event.data["invoice_id"]))
 
 
@@ -43,6 +45,7 @@ def on_refund_succeeded(event: Event) -> None:
     )
 
 
-@subscriber("credit_note.numbered")
+@subscriber("credit_note.numbered", transactional=False)
 def on_credit_note_numbered(event: Event) -> None:
+    """No transaction open: render, store, then record and publish `credit_note.issued`."""
     services.credit_note_render(credit_note_id=int(event.data["credit_note_id"]))

@@ -1,13 +1,15 @@
 """Writes of the invoicing app: issue invoices and credit notes with gap-free numbers.
 
-Issuing is two steps, each one inbox transaction (docs/invoicing.md):
+Issuing is two steps (docs/invoicing.md):
 
 1. `invoice_issue` (on order.placed) checks the order's totals (fixed by orders at placement,
    invoicing/totals.py), allocates the number from the locked
    counter, stores the invoice and its lines and publishes the internal `invoice.numbered`. It
    commits in milliseconds, so the counter row is never locked for longer than that.
-2. `invoice_render` (on invoice.numbered, in the invoicing worker) renders the PDF (50-350 ms),
-   stores it with its SHA-256 and publishes `invoice.issued`, which billing charges.
+2. `invoice_render` (on invoice.numbered, in the invoicing worker, a `transactional=False`
+   subscriber: no transaction open) renders the PDF (50-350 ms) and stores it (object
+   storage may be S3: a remote call) under a name of its content, then records it with its
+   SHA-256 and publishes `invoice.issued` (billing charges it) in a short transaction of its own.
 
 Credit notes follow the same two steps (`credit_note.numbered`, then `credit_note.issued`).
 """
@@ -113,68 +115,93 @@ def invoice_issue(
     return invoice
 
 
-def _store_pdf(document, *, template: str, name: str, context: dict) -> None:
+def _pdf_store(document, *, template: str, number: str, context: dict) -> tuple[str, str]:
+    """Render the document's PDF and store it, with no transaction open (the storage may be S3).
+
+    The name carries the content's SHA-256 (`invoices/<number>-<first 12 hex>.pdf`): storing the
+    same bytes again is a no-op, and two renders racing for one document never overwrite each
+    other's file (the one recorded first is kept, `_pdf_discard` removes the other). Returns the
+    stored name and the digest."""
     content = render_pdf(template, context)
-    file, digest = pdf_file(content, name)
-    # A render whose transaction rolled back may have left the file: replace it, same name.
-    path = document.pdf.field.generate_filename(document, name)
-    if default_storage.exists(path):
-        default_storage.delete(path)
-    document.pdf.save(name, file, save=False)
+    file, digest = pdf_file(content, f"{number}.pdf")
+    path = document.pdf.field.generate_filename(document, f"{number}-{digest[:12]}.pdf")
+    if not default_storage.exists(path):
+        path = default_storage.save(path, file)
+    return path, digest
+
+
+def _pdf_attach(document, *, path: str, digest: str) -> None:
+    """Record the stored PDF on the (locked, still PDF-less) document."""
+    document.pdf.name = path
     document.pdf_sha256 = digest
     document.pdf_rendered_at = timezone.now()
     document.save(update_fields=["pdf", "pdf_sha256", "pdf_rendered_at"])
 
 
-@transaction.atomic
+def _pdf_discard(path: str, *, kept: str) -> None:
+    """Another render recorded its file first: remove ours (never the kept one)."""
+    if path != kept:
+        default_storage.delete(path)
+
+
+def _shown(amount) -> str:
+    return "" if amount is None else str(amount)
+
+
 def invoice_render(*, invoice_id: int) -> Invoice:
     """Render and store the invoice PDF once, then publish `invoice.issued` (billing charges
-    its total)."""
-    invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+    its total). Phases: render and store with no transaction open, then record in a new
+    transaction (the invoice row is locked for milliseconds, never during the upload)."""
+    invoice = Invoice.objects.get(pk=invoice_id)
     if invoice.pdf:
         return invoice
-    lines = list(invoice.lines.all())
-    _store_pdf(
+    path, digest = _pdf_store(
         invoice,
         template="invoicing/invoice_pdf.html",
-        name=f"{invoice.number}.pdf",
+        number=invoice.number,
         context={
             "invoice": invoice,
-            "lines": lines,
+            "lines": list(invoice.lines.all()),
             "tax_percent": rate_percent(invoice.tax_rate),
         },
     )
-    publish(
-        "invoice.issued",
-        invoice.order_id,
-        {
-            "order_id": str(invoice.order_id),
-            "invoice_number": invoice.number,
-            "number": invoice.number,
-            "email": invoice.email,
-            "currency": invoice.currency,
-            "totals": {
-                "subtotal": str(invoice.subtotal),
-                "shipping": str(invoice.shipping),
-                "tax_rate": str(invoice.tax_rate),
-                "tax": str(invoice.tax),
-                "total": str(invoice.total),
-                # Additive: how the shop showed the prices (the email repeats the PDF's numbers).
-                "tax_name": invoice.tax_name,
-                "tax_percent": rate_percent(invoice.tax_rate),
-                "prices_include_tax": invoice.prices_include_tax,
-                "goods_shown": str(invoice.goods_shown if invoice.goods_shown is not None else ""),
-                "shipping_shown": str(
-                    invoice.shipping_shown if invoice.shipping_shown is not None else ""
-                ),
-            },
-            "amount": str(invoice.total),
-            "pdf_path": invoice.pdf.name,
-            "pdf_sha256": invoice.pdf_sha256,
-            "issued_at": invoice.issued_at.isoformat(),
-        },
-    )
-    logger.info("invoice %s issued for order %s", invoice.number, invoice.order_id)
+    with transaction.atomic(durable=True):
+        invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+        recorded = not invoice.pdf
+        if recorded:
+            _pdf_attach(invoice, path=path, digest=digest)
+            publish(
+                "invoice.issued",
+                invoice.order_id,
+                {
+                    "order_id": str(invoice.order_id),
+                    "invoice_number": invoice.number,
+                    "number": invoice.number,
+                    "email": invoice.email,
+                    "currency": invoice.currency,
+                    "totals": {
+                        "subtotal": str(invoice.subtotal),
+                        "shipping": str(invoice.shipping),
+                        "tax_rate": str(invoice.tax_rate),
+                        "tax": str(invoice.tax),
+                        "total": str(invoice.total),
+                        # Additive: how the shop showed the prices (the email repeats the PDF).
+                        "tax_name": invoice.tax_name,
+                        "tax_percent": rate_percent(invoice.tax_rate),
+                        "prices_include_tax": invoice.prices_include_tax,
+                        "goods_shown": _shown(invoice.goods_shown),
+                        "shipping_shown": _shown(invoice.shipping_shown),
+                    },
+                    "amount": str(invoice.total),
+                    "pdf_path": invoice.pdf.name,
+                    "pdf_sha256": invoice.pdf_sha256,
+                    "issued_at": invoice.issued_at.isoformat(),
+                },
+            )
+    if recorded:
+        logger.info("invoice %s issued for order %s", invoice.number, invoice.order_id)
+    else:
+        _pdf_discard(path, kept=invoice.pdf.name)
     return invoice
 
 
@@ -216,31 +243,42 @@ def credit_note_issue(
     return note
 
 
-@transaction.atomic
 def credit_note_render(*, credit_note_id: int) -> CreditNote:
-    note = CreditNote.objects.select_for_update().select_related("invoice").get(pk=credit_note_id)
+    """Render and store the credit note PDF once, then publish `credit_note.issued`; phases as
+    in `invoice_render`."""
+    note = CreditNote.objects.select_related("invoice").get(pk=credit_note_id)
     if note.pdf:
         return note
-    invoice = note.invoice
-    _store_pdf(
+    path, digest = _pdf_store(
         note,
         template="invoicing/credit_note_pdf.html",
-        name=f"{note.number}.pdf",
-        context={"note": note, "invoice": invoice},
+        number=note.number,
+        context={"note": note, "invoice": note.invoice},
     )
-    publish(
-        "credit_note.issued",
-        invoice.order_id,
-        {
-            "order_id": str(invoice.order_id),
-            "number": note.number,
-            "invoice_number": invoice.number,
-            "amount": str(note.amount),
-            "currency": invoice.currency,
-            "reason": note.reason,
-            "pdf_path": note.pdf.name,
-            "pdf_sha256": note.pdf_sha256,
-        },
-    )
-    logger.info("credit note %s issued for order %s", note.number, invoice.order_id)
+    with transaction.atomic(durable=True):
+        note = (
+            CreditNote.objects.select_for_update().select_related("invoice").get(pk=credit_note_id)
+        )
+        recorded = not note.pdf
+        if recorded:
+            invoice = note.invoice
+            _pdf_attach(note, path=path, digest=digest)
+            publish(
+                "credit_note.issued",
+                invoice.order_id,
+                {
+                    "order_id": str(invoice.order_id),
+                    "number": note.number,
+                    "invoice_number": invoice.number,
+                    "amount": str(note.amount),
+                    "currency": invoice.currency,
+                    "reason": note.reason,
+                    "pdf_path": note.pdf.name,
+                    "pdf_sha256": note.pdf_sha256,
+                },
+            )
+    if recorded:
+        logger.info("credit note %s issued for order %s", note.number, note.invoice.order_id)
+    else:
+        _pdf_discard(path, kept=note.pdf.name)
     return note

@@ -1,23 +1,38 @@
-"""One email per step of the pipeline, to the address the customer gave at checkout."""
+"""One email per step of the pipeline, to the address the customer gave at checkout.
 
-from notifications.services import Attachment, contact_record, email_send
+Every subscriber here calls out (the email provider; object storage for the invoice PDF), so it
+is registered with `transactional=False` and runs with no transaction open, in phases
+(docs/notifications.md): the email is recorded (`email_queue`, committed), then its attempt is
+committed as `sending` with its Message-ID, sent, and the answer recorded (`email_deliver`)."""
+
+from django.db import transaction
+
+from notifications.services import (
+    Attachment,
+    contact_record,
+    email_deliver_for,
+    email_queue,
+    email_send,
+)
 from outbox import Event, subscriber
 
 
-@subscriber("order.placed")
+@subscriber("order.placed", transactional=False)
 def on_order_placed(event: Event) -> None:
     data = event.data
-    contact_record(
-        order_id=event.aggregate_id,
-        order_number=data["number"],
-        email=data["email"],
-        name=data["shipping_address"]["name"],
-        order_url=data["order_url"],
-    )
-    email_send(order_id=event.aggregate_id, kind="order_confirmation", context={"order": data})
+    with transaction.atomic(durable=True):
+        contact_record(
+            order_id=event.aggregate_id,
+            order_number=data["number"],
+            email=data["email"],
+            name=data["shipping_address"]["name"],
+            order_url=data["order_url"],
+        )
+        email_queue(order_id=event.aggregate_id, kind="order_confirmation", context={"order": data})
+    email_deliver_for(order_id=event.aggregate_id, kind="order_confirmation")
 
 
-@subscriber("invoice.issued")
+@subscriber("invoice.issued", transactional=False)
 def on_invoice_issued(event: Event) -> None:
     data = event.data
     email_send(
@@ -28,38 +43,38 @@ def on_invoice_issued(event: Event) -> None:
     )
 
 
-@subscriber("payment.succeeded")
+@subscriber("payment.succeeded", transactional=False)
 def on_payment_succeeded(event: Event) -> None:
     email_send(
         order_id=event.aggregate_id, kind="payment_received", context={"payment": event.data}
     )
 
 
-@subscriber("payment.failed")
+@subscriber("payment.failed", transactional=False)
 def on_payment_failed(event: Event) -> None:
     email_send(order_id=event.aggregate_id, kind="payment_failed", context={"payment": event.data})
 
 
-@subscriber("payment.action_required")
+@subscriber("payment.action_required", transactional=False)
 def on_payment_action_required(event: Event) -> None:
     email_send(order_id=event.aggregate_id, kind="action_required", context={"payment": event.data})
 
 
-@subscriber("shipment.created")
+@subscriber("shipment.created", transactional=False)
 def on_shipment_created(event: Event) -> None:
     email_send(order_id=event.aggregate_id, kind="shipped", context={"shipment": event.data})
 
 
-@subscriber("shipment.delivered")
+@subscriber("shipment.delivered", transactional=False)
 def on_shipment_delivered(event: Event) -> None:
     email_send(order_id=event.aggregate_id, kind="delivered", context={"shipment": event.data})
 
 
-@subscriber("order.cancelled")
+@subscriber("order.cancelled", transactional=False)
 def on_order_cancelled(event: Event) -> None:
     email_send(order_id=event.aggregate_id, kind="cancelled", context={"order": event.data})
 
 
-@subscriber("refund.succeeded")
+@subscriber("refund.succeeded", transactional=False)
 def on_refund_succeeded(event: Event) -> None:
     email_send(order_id=event.aggregate_id, kind="refunded", context={"refund": event.data})

@@ -22,6 +22,8 @@ class EmailLog(models.Model):
     Its attempts (first send, retries, admin resends) are `EmailAttempt` rows."""
 
     class Status(models.TextChoices):
+        QUEUED = "queued", "Queued (first attempt not started yet)"
+        SENDING = "sending", "Sending (an attempt is in flight, or was cut off)"
         PENDING = "pending", "Pending (retry or resend due)"
         SENT = "sent", "Sent"
         DELIVERED = "delivered", "Delivered"
@@ -65,9 +67,14 @@ class EmailLog(models.Model):
 
 
 class EmailAttempt(models.Model):
-    """One try at sending an email: the first, a retry after a failure, or a forced resend."""
+    """One try at sending an email: the first, a retry after a failure, or a forced resend.
+
+    Written as `sending` (with its Message-ID) and committed before the send starts; the answer
+    is recorded on it afterwards. An attempt cut off by a crash is resumed as the same row, with
+    the same Message-ID."""
 
     class Status(models.TextChoices):
+        SENDING = "sending"
         SENT = "sent"
         FAILED = "failed"
 
@@ -77,6 +84,11 @@ class EmailAttempt(models.Model):
     forced = models.BooleanField(default=False, help_text="An admin resend.")
     requested_by = models.CharField(max_length=150, blank=True)
     provider = models.CharField(max_length=100, blank=True)
+    # The Message-ID header we set: deterministic per order, kind and resend, so every retry of
+    # the same email carries the same one (mail stores collapse copies).
+    header_message_id = models.CharField(max_length=255, blank=True)
+    # The provider's id for the sent message (tracking webhooks refer to it): the Message-ID
+    # header over SMTP, the provider's own id through an API (e.g. SES's MessageId).
     message_id = models.CharField(max_length=255, blank=True, db_index=True)
     error = models.TextField(blank=True)
     # The provider's last word on it, from its tracking webhook (delivered, bounced, ...).

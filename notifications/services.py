@@ -1,18 +1,25 @@
 """Writes of the notifications app: one email per order and kind, logged, then `email.sent`.
 
-How an email goes out (docs/notifications.md):
-- `email_send` runs in the subscriber's inbox transaction: it creates the log row (unique per
-  order and kind, locked) with what the email is rendered from, and makes the first attempt. A
-  redelivered event finds the row and sends nothing.
-- A failed attempt (SMTP or provider error) does not raise: it is recorded (an `EmailAttempt`, the
-  error on the log) and the log becomes `pending` with `next_attempt_at` (exponential backoff with
-  jitter). The beat task `notifications.send_due_emails` retries it, up to
-  EMAIL_SEND_MAX_ATTEMPTS, then the log is `failed` (shown in the admin, which can resend).
-- An admin resend (`email_resend_request`) makes one more, forced attempt: a new `EmailAttempt`
-  on the same log, never a second log.
-- Every successful attempt publishes `email.sent` (orders records `email_sent` on the timeline).
-- The provider's tracking webhooks (anymail's `tracking` signal) move the log to `delivered`,
-  `bounced` or `complained` (`email_track`).
+How an email goes out (docs/notifications.md), in atomic phases, never with a transaction open
+while the provider (SMTP or an API) or object storage (attachments) is being called:
+
+1. `email_queue`, committed on its own: the log row (unique per order and kind) with what the
+   email is rendered from, status `queued`. A redelivered event finds the row.
+2. `email_deliver`, after that commit (the subscriber, on every delivery until it returns; or
+   the beat task): renders the email (attachments read from storage), then commits the
+   attempt as `sending` with its Message-ID, deterministic per order, kind and resend
+   (`<kind.order-id@domain>`, `<kind.resend-N.order-id@domain>`);
+3. sends it with no transaction open;
+4. records the answer in a new transaction: `sent` (and publishes `email.sent`), or a failed
+   attempt (`pending` with `next_attempt_at`, exponential backoff with jitter, up to
+   EMAIL_SEND_MAX_ATTEMPTS, then `failed`).
+
+A crash between 2 and 4 leaves the attempt `sending`: after EMAIL_SEND_LEASE_SECONDS the beat
+task `notifications.send_due_emails` resumes that same attempt with the same Message-ID, so a
+copy that the provider had accepted is collapsed by the mail store. An admin resend
+(`email_resend_request`) is one more, forced attempt with its own Message-ID, never a second log.
+The provider's tracking webhooks (anymail's `tracking` signal) move the log to `delivered`,
+`bounced` or `complained` (`email_track`).
 """
 
 from __future__ import annotations
@@ -21,7 +28,6 @@ import logging
 import smtplib
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from email.utils import make_msgid
 from typing import Any
 
 from anymail.exceptions import AnymailError, AnymailRecipientsRefused
@@ -29,6 +35,7 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import transaction
+from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -103,21 +110,21 @@ def contact_record(
 
 
 @transaction.atomic
-def email_send(
+def email_queue(
     *,
     order_id: str,
     kind: str,
     context: dict | None = None,
     attachments: list[Attachment] | None = None,
 ) -> EmailLog:
-    """Send the `kind` email of an order to its customer, once: the log row (unique per order and
-    kind) is written and locked first; a row that exists already means nothing more to do here
-    (a redelivery; a failed first attempt is the retry task's job)."""
+    """Phase 1, committed before anything is sent: record the `kind` email of an order
+    (`queued`), once; a row that exists already (a redelivery) is returned as it is. Sends
+    nothing: `email_deliver` does, after commit."""
     contact = OrderContact.objects.filter(order_id=order_id).first()
     if contact is None:
         raise RetryLater(f"order {order_id}: order.placed not handled here yet (no contact)")
     spec = KINDS[kind]
-    log, created = EmailLog.objects.select_for_update().get_or_create(
+    log, created = EmailLog.objects.get_or_create(
         order_id=order_id,
         kind=kind,
         defaults={
@@ -125,49 +132,89 @@ def email_send(
             "subject": spec.subject.format(number=contact.order_number),
             "context": context or {},
             "attachments": [asdict(a) for a in attachments or []],
+            "status": EmailLog.Status.QUEUED,
         },
     )
     if not created:
-        logger.info("order %s: %s email already handled (%s)", order_id, kind, log.status)
-        return log
-    return _attempt(log, contact=contact)
+        logger.info("order %s: %s email already recorded (%s)", order_id, kind, log.status)
+    return log
+
+
+def email_send(
+    *,
+    order_id: str,
+    kind: str,
+    context: dict | None = None,
+    attachments: list[Attachment] | None = None,
+) -> EmailLog:
+    """Send the `kind` email of an order, once, in phases, with no transaction open (the
+    notification subscribers, a shell, a test): record the email, then make its due attempt."""
+    log = email_queue(order_id=order_id, kind=kind, context=context, attachments=attachments)
+    return email_deliver(log_id=log.pk) or log
+
+
+def email_deliver_for(*, order_id: str, kind: str) -> EmailLog | None:
+    """Deliver the order's `kind` email if it is due (nothing for one already sent: a
+    redelivered event)."""
+    log_id = (
+        EmailLog.objects.filter(order_id=order_id, kind=kind).values_list("pk", flat=True).first()
+    )
+    return None if log_id is None else email_deliver(log_id=log_id)
+
+
+def _is_due(log: EmailLog, now: datetime) -> bool:
+    if log.status == EmailLog.Status.QUEUED:
+        return True
+    if log.status == EmailLog.Status.PENDING:
+        return log.next_attempt_at is not None and log.next_attempt_at <= now
+    if log.status == EmailLog.Status.SENDING:  # cut off? only once the lease is over
+        return log.updated_at <= now - timedelta(seconds=settings.EMAIL_SEND_LEASE_SECONDS)
+    return False
 
 
 def due_email_ids(*, now: datetime | None = None, limit: int = 100) -> list[int]:
+    """What the beat task sends: pending emails whose retry (or resend) is due, and emails whose
+    first attempt never started or was cut off (queued or sending for longer than the lease)."""
+    now = now or timezone.now()
+    stale = now - timedelta(seconds=settings.EMAIL_SEND_LEASE_SECONDS)
     return list(
         EmailLog.objects.filter(
-            status=EmailLog.Status.PENDING, next_attempt_at__lte=now or timezone.now()
+            Q(status=EmailLog.Status.PENDING, next_attempt_at__lte=now)
+            | Q(status__in=(EmailLog.Status.QUEUED, EmailLog.Status.SENDING), updated_at__lte=stale)
         )
-        .order_by("next_attempt_at", "pk")
+        .order_by("updated_at", "pk")
         .values_list("pk", flat=True)[:limit]
     )
 
 
-@transaction.atomic
 def email_retry(*, log_id: int) -> EmailLog | None:
-    """Make the due attempt of a pending email (a retry or a requested resend). Skips a row
-    another worker holds, or one that is no longer pending (None)."""
-    log = (
-        EmailLog.objects.select_for_update(skip_locked=True)
-        .filter(pk=log_id, status=EmailLog.Status.PENDING)
-        .first()
-    )
-    if log is None:
-        return None
-    return _attempt(log, contact=OrderContact.objects.get(order_id=log.order_id))
+    """The due attempt of an email (a retry, a requested resend, or resuming a cut-off send);
+    None if there is no such email. Same as `email_deliver` (kept for the task's name)."""
+    return email_deliver(log_id=log_id)
 
 
 @transaction.atomic
 def email_resend_request(*, log_id: int, requested_by: str) -> EmailLog:
     """Ask for one more, forced attempt at an email (admin "resend"): the same log, a new
-    attempt, made by `notifications.send_email` right after commit (or the next beat run)."""
+    attempt with its own Message-ID, made by `notifications.send_email` right after commit (or
+    the next beat run). An email still queued or being sent is left alone."""
     log = EmailLog.objects.select_for_update().get(pk=log_id)
+    if log.status in (EmailLog.Status.QUEUED, EmailLog.Status.SENDING):
+        logger.info("order %s: %s email is %s: no resend", log.order_id, log.kind, log.status)
+        return log
     log.status = EmailLog.Status.PENDING
     log.next_attempt_at = timezone.now()
     log.resend_requested_by = requested_by[:150] or "admin"
     log.save(update_fields=["status", "next_attempt_at", "resend_requested_by", "updated_at"])
     logger.info("order %s: resend of %s requested by %s", log.order_id, log.kind, requested_by)
     return log
+
+
+def message_id_for(log: EmailLog, *, resend: int = 0) -> str:
+    """The Message-ID header of an order's `kind` email: the same on every retry of it; a
+    resend (the customer gets a second email on purpose) has its own."""
+    tag = f"{log.kind}.resend-{resend}" if resend else log.kind
+    return f"<{tag}.{log.order_id}@{settings.EMAIL_MESSAGE_ID_DOMAIN}>"
 
 
 def _retry_delay(attempts: int) -> timedelta:
@@ -183,6 +230,8 @@ def _provider(connection: Any) -> str:
 
 
 def _render(log: EmailLog, contact: OrderContact) -> EmailMultiAlternatives:
+    """The email as the customer gets it (attachments read from storage: call with no
+    transaction open); the Message-ID header is set by the caller."""
     spec = KINDS[log.kind]
     ctx = {
         "shop_name": settings.SHOP_NAME,
@@ -200,7 +249,6 @@ def _render(log: EmailLog, contact: OrderContact) -> EmailMultiAlternatives:
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[contact.email],
         headers={
-            "Message-ID": make_msgid(domain="chargeflow.local"),
             "X-ChargeFlow-Order": contact.order_number,
             "X-ChargeFlow-Kind": log.kind,
         },
@@ -217,83 +265,155 @@ def _render(log: EmailLog, contact: OrderContact) -> EmailMultiAlternatives:
     return message
 
 
-def _attempt(log: EmailLog, *, contact: OrderContact) -> EmailLog:
-    """One try at sending `log` (locked by the caller); records it whatever happens."""
-    forced = bool(log.resend_requested_by)
-    message = _render(log, contact)  # a template or storage error raises: a bug, not a retry
+def email_deliver(*, log_id: int) -> EmailLog | None:
+    """Make the email's due attempt, if it has one, in phases (module docstring): render, commit
+    the attempt as `sending`, send with no transaction open, record the answer. Returns the log
+    (as it is when nothing is due, e.g. already sent), None for an unknown id.
+
+    A template or storage error raises (a bug, not a retry: the delivery fails visibly)."""
+    log = EmailLog.objects.filter(pk=log_id).first()
+    if log is None or not _is_due(log, timezone.now()):
+        return log
+    contact = OrderContact.objects.get(order_id=log.order_id)
+    message = _render(log, contact)
     connection = get_connection()
+    started = _attempt_begin(log_id=log_id, contact=contact, provider=_provider(connection))
+    if started is None:  # another worker took it meanwhile
+        return EmailLog.objects.get(pk=log_id)
+    message.extra_headers["Message-ID"] = started.header_message_id
     message.connection = connection
-    log.attempts += 1
-    attempt = EmailAttempt(
-        log=log,
-        number=log.attempts,
-        forced=forced,
-        requested_by=log.resend_requested_by,
-        provider=_provider(connection),
-    )
-    log.provider = attempt.provider
-    log.recipient = contact.email
-    log.resend_requested_by = ""
     try:
         message.send(fail_silently=False)
     except SEND_ERRORS as exc:
-        error = f"{type(exc).__name__}: {exc}"[:2000]
+        return _attempt_failed(
+            attempt_id=started.pk,
+            error=f"{type(exc).__name__}: {exc}"[:2000],
+            refused=isinstance(exc, AnymailRecipientsRefused),
+        )
+    anymail_status = getattr(message, "anymail_status", None)
+    provider_id = (anymail_status and anymail_status.message_id) or started.header_message_id
+    return _attempt_sent(attempt_id=started.pk, message_id=str(provider_id))
+
+
+def _attempt_begin(*, log_id: int, contact: OrderContact, provider: str) -> EmailAttempt | None:
+    """Phase 2: commit the attempt as `sending` (a new one, or the cut-off one resumed as it
+    is), with its Message-ID, before anything is sent. None if nothing is due any more."""
+    with transaction.atomic(durable=True):
+        log = EmailLog.objects.select_for_update().get(pk=log_id)
+        if not _is_due(log, timezone.now()):
+            return None
+        if log.status == EmailLog.Status.SENDING:
+            attempt = log.attempt_rows.filter(status=EmailAttempt.Status.SENDING).last()
+            if attempt is not None:
+                logger.warning(
+                    "order %s: %s email attempt %s was cut off; sending it again as %s",
+                    log.order_id,
+                    log.kind,
+                    attempt.number,
+                    attempt.header_message_id,
+                )
+                log.save(update_fields=["updated_at"])  # a new lease
+                return attempt
+        forced = bool(log.resend_requested_by)
+        resend = log.attempt_rows.filter(forced=True).count() + 1 if forced else 0
+        log.attempts += 1
+        attempt = EmailAttempt.objects.create(
+            log=log,
+            number=log.attempts,
+            status=EmailAttempt.Status.SENDING,
+            forced=forced,
+            requested_by=log.resend_requested_by,
+            provider=provider,
+            header_message_id=message_id_for(log, resend=resend),
+        )
+        log.status = EmailLog.Status.SENDING
+        log.provider = provider
+        log.recipient = contact.email
+        log.resend_requested_by = ""
+        log.next_attempt_at = None
+        log.save()
+    return attempt
+
+
+def _locked_sending(attempt_id: int) -> tuple[EmailLog, EmailAttempt] | None:
+    """The attempt's log (locked) and the attempt, if the attempt is still `sending`: None when
+    another worker recorded it first."""
+    log_id = EmailAttempt.objects.values_list("log_id", flat=True).get(pk=attempt_id)
+    log = EmailLog.objects.select_for_update().get(pk=log_id)
+    attempt = EmailAttempt.objects.get(pk=attempt_id)
+    if attempt.status != EmailAttempt.Status.SENDING:
+        return None
+    return log, attempt
+
+
+def _attempt_sent(*, attempt_id: int, message_id: str) -> EmailLog:
+    """Phase 4 after a send the provider accepted: `sent`, and `email.sent` for the timeline."""
+    with transaction.atomic(durable=True):
+        locked = _locked_sending(attempt_id)
+        if locked is None:
+            return EmailAttempt.objects.select_related("log").get(pk=attempt_id).log
+        log, attempt = locked
+        attempt.status = EmailAttempt.Status.SENT
+        attempt.message_id = message_id
+        attempt.save(update_fields=["status", "message_id"])
+        log.message_id = message_id
+        log.status = EmailLog.Status.SENT
+        log.error = ""
+        log.next_attempt_at = None
+        log.sent_at = timezone.now()
+        log.save()
+        publish(
+            "email.sent",
+            log.order_id,
+            {
+                "order_id": str(log.order_id),
+                "kind": log.kind,
+                "recipient": log.recipient,
+                "attempt": attempt.number,
+                "resend": attempt.forced,
+            },
+        )
+    logger.info(
+        "order %s: %s email sent to %s (attempt %s%s, %s %s)",
+        log.order_id,
+        log.kind,
+        log.recipient,
+        attempt.number,
+        ", forced resend" if attempt.forced else "",
+        attempt.provider,
+        attempt.message_id,
+    )
+    return log
+
+
+def _attempt_failed(*, attempt_id: int, error: str, refused: bool) -> EmailLog:
+    """Phase 4 after a failed send: the attempt `failed`; the log `pending` with a backoff, or
+    `failed` (a forced resend, every recipient refused, or the last attempt)."""
+    with transaction.atomic(durable=True):
+        locked = _locked_sending(attempt_id)
+        if locked is None:
+            return EmailAttempt.objects.select_related("log").get(pk=attempt_id).log
+        log, attempt = locked
         attempt.status = EmailAttempt.Status.FAILED
         attempt.error = error
+        attempt.save(update_fields=["status", "error"])
         log.error = error
-        refused = isinstance(exc, AnymailRecipientsRefused)
-        if forced or refused or log.attempts >= settings.EMAIL_SEND_MAX_ATTEMPTS:
+        if attempt.forced or refused or log.attempts >= settings.EMAIL_SEND_MAX_ATTEMPTS:
             log.status = EmailLog.Status.FAILED
             log.next_attempt_at = None
         else:
             log.status = EmailLog.Status.PENDING
             log.next_attempt_at = timezone.now() + _retry_delay(log.attempts)
         log.save()
-        attempt.save()
-        logger.warning(
-            "order %s: %s email attempt %s to %s failed (%s, next %s): %s",
-            log.order_id,
-            log.kind,
-            log.attempts,
-            contact.email,
-            log.status,
-            log.next_attempt_at,
-            error,
-        )
-        return log
-    anymail_status = getattr(message, "anymail_status", None)
-    message_id = (anymail_status and anymail_status.message_id) or message.extra_headers[
-        "Message-ID"
-    ]
-    attempt.status = EmailAttempt.Status.SENT
-    attempt.message_id = str(message_id)
-    log.message_id = attempt.message_id
-    log.status = EmailLog.Status.SENT
-    log.error = ""
-    log.next_attempt_at = None
-    log.sent_at = timezone.now()
-    log.save()
-    attempt.save()
-    publish(
-        "email.sent",
-        log.order_id,
-        {
-            "order_id": str(log.order_id),
-            "kind": log.kind,
-            "recipient": contact.email,
-            "attempt": attempt.number,
-            "resend": forced,
-        },
-    )
-    logger.info(
-        "order %s: %s email sent to %s (attempt %s%s, %s %s)",
+    logger.warning(
+        "order %s: %s email attempt %s to %s failed (%s, next %s): %s",
         log.order_id,
         log.kind,
-        contact.email,
         attempt.number,
-        ", forced resend" if forced else "",
-        attempt.provider,
-        attempt.message_id,
+        log.recipient,
+        log.status,
+        log.next_attempt_at,
+        error,
     )
     return log
 

@@ -13,8 +13,10 @@ def on_order_placed(event: Event) -> None:
     )
 
 
-@subscriber("payment.succeeded", name=SHIPMENT_CREATE_SUBSCRIBER)
+@subscriber("payment.succeeded", name=SHIPMENT_CREATE_SUBSCRIBER, transactional=False)
 def on_payment_succeeded(event: Event) -> None:
+    """No transaction open: record the intent (`creating`), call the partner, record the
+    answer, each phase committing on its own (docs/shipping.md)."""
     services.shipment_create(
         order_id=event.aggregate_id,
         attempt=selectors.delivery_attempt(

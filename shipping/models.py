@@ -5,6 +5,7 @@ from django.utils import timezone
 class Shipment(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending"  # waiting for payment
+        CREATING = "creating"  # paid: being created at the partner (committed before the call)
         CREATED = "created"
         IN_TRANSIT = "in_transit"
         DELIVERED = "delivered"

@@ -32,26 +32,43 @@ def shipment_prepare(*, order_id: str, order_number: str, address: dict[str, str
     return shipment
 
 
-@transaction.atomic
-def shipment_create(*, order_id: str, attempt: int = 1) -> Shipment:
-    """Create the shipment at the partner, once (the Idempotency-Key makes a retried create
-    return the shipment already made). Success publishes shipment.created.
+@transaction.atomic(durable=True)
+def shipment_request(*, order_id: str) -> Shipment:
+    """Phase 1 of creating the shipment, committed before any remote call: the order is paid, so
+    its shipment is to be made (`pending` -> `creating`)."""
+    shipment = Shipment.objects.select_for_update().filter(order_id=order_id).first()
+    if shipment is None:
+        raise RetryLater(f"order {order_id}: order.placed not handled here yet (no shipment)")
+    if shipment.status == Shipment.Status.PENDING:
+        shipment.status = Shipment.Status.CREATING
+        shipment.save(update_fields=["status", "updated_at"])
+    return shipment
+
+
+def shipment_create_at_partner(*, order_id: str, attempt: int = 1) -> Shipment:
+    """Phases 2 and 3: create the shipment at the partner, then record the answer. Runs with no
+    transaction open and no row locked (after `shipment_request` committed; on every delivery of
+    payment.succeeded until one succeeds), so a slow or paused partner holds nothing of ours.
+
+    Idempotent: a shipment that is no longer `creating` is left alone; the partner answers a
+    repeated Idempotency-Key (`chargeflow:order:<id>:shipment`) with the shipment it already made,
+    so a crash after the partner created it and before we recorded it resumes safely.
 
     Failure, decided here (docs/shipping.md):
     - a permanent refusal (e.g. undeliverable address) fails the shipment at once:
       shipment.failed, billing refunds;
     - a transient failure (the client's own retries exhausted on timeouts, dropped connections,
-      5xx) raises, so the inbox transaction rolls back and the delivery is retried with backoff;
-      on `attempt` SHIPPING_CREATE_MAX_ATTEMPTS it fails the shipment like a permanent one;
-    - a configuration failure (401/403: our API key) always raises: never refund a customer for
-      our own mistake. The order stays paid, the cause shows under failed deliveries.
+      5xx) is recorded on the shipment and raised, so the delivery is retried with backoff; on
+      `attempt` SHIPPING_CREATE_MAX_ATTEMPTS it fails the shipment like a permanent one;
+    - a configuration failure (401/403: our API key) is recorded and always raised: never refund
+      a customer for our own mistake. The order stays paid, the cause shows under failed
+      deliveries.
     """
-    shipment = Shipment.objects.select_for_update().filter(order_id=order_id).first()
+    shipment = Shipment.objects.filter(order_id=order_id).first()
     if shipment is None:
         raise RetryLater(f"order {order_id}: order.placed not handled here yet (no shipment)")
-    if shipment.status != Shipment.Status.PENDING:
+    if shipment.status != Shipment.Status.CREATING:
         return shipment
-    shipment.attempts = max(attempt, shipment.attempts + 1)
     try:
         result = client.create_shipment(
             reference=str(order_id),
@@ -61,6 +78,7 @@ def shipment_create(*, order_id: str, attempt: int = 1) -> Shipment:
     except client.PartnerError as exc:
         give_up = attempt >= settings.SHIPPING_CREATE_MAX_ATTEMPTS
         if exc.misconfigured or not (exc.permanent or give_up):
+            _shipment_attempt_record(shipment.pk, attempt=attempt, error=str(exc))
             logger.warning(
                 "order %s: shipment attempt %s/%s failed, will retry: %s",
                 order_id,
@@ -70,70 +88,125 @@ def shipment_create(*, order_id: str, attempt: int = 1) -> Shipment:
             )
             raise
         reason = str(exc) if exc.permanent else f"shipping partner unavailable: {exc}"
-        return _shipment_fail(shipment, reason=reason, code=exc.code)
-    shipment.status = Shipment.Status.CREATED
-    shipment.partner_shipment_id = result.id
-    shipment.carrier = result.carrier
-    shipment.tracking_number = result.tracking_number
-    shipment.last_error = ""
-    shipment.save()
-    publish(
-        "shipment.created",
-        order_id,
-        {
-            "order_id": str(order_id),
-            "carrier": result.carrier,
-            "tracking_number": result.tracking_number,
-            "partner_shipment_id": result.id,
-        },
+        return _shipment_fail(shipment.pk, attempt=attempt, reason=reason, code=exc.code)
+    return _shipment_created(shipment.pk, attempt=attempt, result=result)
+
+
+def shipment_create(*, order_id: str, attempt: int = 1) -> Shipment:
+    """Create the order's shipment at the partner, once, in three phases, with no transaction
+    open (the payment.succeeded subscriber, a shell, a test): record the intent, call the
+    partner, record the answer."""
+    shipment_request(order_id=order_id)
+    return shipment_create_at_partner(order_id=order_id, attempt=attempt)
+
+
+def _locked_creating(shipment_pk: int) -> Shipment | None:
+    """The shipment, locked, if it is still `creating`: None when another delivery recorded the
+    answer first (a concurrent duplicate got the same shipment from the partner)."""
+    return (
+        Shipment.objects.select_for_update()
+        .filter(pk=shipment_pk, status=Shipment.Status.CREATING)
+        .first()
     )
-    logger.info("order %s: shipped with %s %s", order_id, result.carrier, result.tracking_number)
+
+
+def _count_attempt(shipment: Shipment, attempt: int) -> None:
+    shipment.attempts = max(attempt, shipment.attempts + 1)
+
+
+def _shipment_attempt_record(shipment_pk: int, *, attempt: int, error: str) -> None:
+    with transaction.atomic(durable=True):
+        shipment = _locked_creating(shipment_pk)
+        if shipment is None:
+            return
+        _count_attempt(shipment, attempt)
+        shipment.last_error = error
+        shipment.save(update_fields=["attempts", "last_error", "updated_at"])
+
+
+def _shipment_created(
+    shipment_pk: int, *, attempt: int, result: client.PartnerShipment
+) -> Shipment:
+    with transaction.atomic(durable=True):
+        shipment = _locked_creating(shipment_pk)
+        if shipment is None:
+            return Shipment.objects.get(pk=shipment_pk)
+        _count_attempt(shipment, attempt)
+        shipment.status = Shipment.Status.CREATED
+        shipment.partner_shipment_id = result.id
+        shipment.carrier = result.carrier
+        shipment.tracking_number = result.tracking_number
+        shipment.last_error = ""
+        shipment.save()
+        publish(
+            "shipment.created",
+            shipment.order_id,
+            {
+                "order_id": str(shipment.order_id),
+                "carrier": result.carrier,
+                "tracking_number": result.tracking_number,
+                "partner_shipment_id": result.id,
+            },
+        )
+    logger.info(
+        "order %s: shipped with %s %s", shipment.order_id, result.carrier, result.tracking_number
+    )
     return shipment
 
 
-def _shipment_fail(shipment: Shipment, *, reason: str, code: str) -> Shipment:
-    shipment.status = Shipment.Status.FAILED
-    shipment.last_error = reason
-    shipment.failure_reason = reason[:500]
-    shipment.save()
-    publish(
-        "shipment.failed",
-        shipment.order_id,
-        {"order_id": str(shipment.order_id), "reason": shipment.failure_reason, "code": code},
-    )
+def _shipment_fail(shipment_pk: int, *, attempt: int, reason: str, code: str) -> Shipment:
+    with transaction.atomic(durable=True):
+        shipment = _locked_creating(shipment_pk)
+        if shipment is None:
+            return Shipment.objects.get(pk=shipment_pk)
+        _count_attempt(shipment, attempt)
+        shipment.status = Shipment.Status.FAILED
+        shipment.last_error = reason
+        shipment.failure_reason = reason[:500]
+        shipment.save()
+        publish(
+            "shipment.failed",
+            shipment.order_id,
+            {"order_id": str(shipment.order_id), "reason": shipment.failure_reason, "code": code},
+        )
     logger.warning("order %s: shipment failed (%s): %s", shipment.order_id, code, reason)
     return shipment
 
 
-@transaction.atomic
 def shipment_poll(*, shipment_id: int) -> Shipment | None:
     """Ask the partner where an open shipment is; delivery publishes shipment.delivered.
 
-    Skips a shipment another poller holds (None). Partner errors propagate (the caller logs
-    them and the next beat run tries again)."""
-    shipment = (
-        Shipment.objects.select_for_update(skip_locked=True)
-        .filter(pk=shipment_id, status__in=OPEN_STATUSES)
-        .first()
-    )
+    The partner is asked with no transaction open; the answer is recorded in a short transaction
+    of its own, under the row lock, only moving the shipment forward (two pollers asking at once
+    publish shipment.delivered once). None if the shipment is not open (any more). Partner errors
+    propagate (the caller logs them and the next beat run tries again)."""
+    shipment = Shipment.objects.filter(pk=shipment_id, status__in=OPEN_STATUSES).first()
     if shipment is None:
         return None
     result = client.get_shipment(shipment.partner_shipment_id)
-    shipment.last_polled_at = timezone.now()
-    if result.status == "delivered":
-        shipment.status = Shipment.Status.DELIVERED
-        shipment.delivered_at = timezone.now()
-        publish(
-            "shipment.delivered",
-            shipment.order_id,
-            {
-                "order_id": str(shipment.order_id),
-                "carrier": shipment.carrier,
-                "tracking_number": shipment.tracking_number,
-            },
+    with transaction.atomic(durable=True):
+        shipment = (
+            Shipment.objects.select_for_update()
+            .filter(pk=shipment_id, status__in=OPEN_STATUSES)
+            .first()
         )
-        logger.info("order %s: delivered (%s)", shipment.order_id, shipment.tracking_number)
-    elif result.status == "in_transit":
-        shipment.status = Shipment.Status.IN_TRANSIT
-    shipment.save()
+        if shipment is None:
+            return None
+        shipment.last_polled_at = timezone.now()
+        if result.status == "delivered":
+            shipment.status = Shipment.Status.DELIVERED
+            shipment.delivered_at = timezone.now()
+            publish(
+                "shipment.delivered",
+                shipment.order_id,
+                {
+                    "order_id": str(shipment.order_id),
+                    "carrier": shipment.carrier,
+                    "tracking_number": shipment.tracking_number,
+                },
+            )
+            logger.info("order %s: delivered (%s)", shipment.order_id, shipment.tracking_number)
+        elif result.status == "in_transit":
+            shipment.status = Shipment.Status.IN_TRANSIT
+        shipment.save()
     return shipment

@@ -65,7 +65,9 @@ def test_invoice_pdf_is_stored_in_s3_and_served_to_the_token_holder(
         f"/api/v1/orders/{created['id']}/", HTTP_X_ORDER_TOKEN=created["access_token"]
     ).json()
     keys = [o["Key"] for o in s3_bucket.list_objects_v2(Bucket="chargeflow-documents")["Contents"]]
-    assert any(key.endswith(f"{order['invoice']['number']}.pdf") for key in keys), keys
+    # Stored under a name of its content (invoices/<number>-<sha256 prefix>.pdf).
+    number = order["invoice"]["number"]
+    assert any(key.startswith(f"invoices/{number}-") for key in keys), keys
 
     pdf = api.get(order["invoice"]["pdf_url"], HTTP_X_ORDER_TOKEN=created["access_token"])
     assert pdf.status_code == 200

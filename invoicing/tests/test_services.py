@@ -200,3 +200,36 @@ def test_credit_note_without_invoice_is_skipped():
         )
         is None
     )
+
+
+def test_render_phases_two_racing_renders_keep_one_file_and_one_event(monkeypatch):
+    """The PDF is stored with no transaction open, then recorded under the row lock. A render
+    that stored its file while another recorded first keeps the winner's file, removes its own
+    and publishes nothing; the stored bytes always match the recorded SHA-256."""
+    import hashlib
+
+    invoice = services.invoice_issue(**order_placed())
+    store = services._pdf_store
+    race = {}
+
+    def store_while_another_worker_records(document, **kwargs):
+        path, digest = store(document, **kwargs)
+        if not race:
+            race["loser_path"] = path
+            race["winner"] = services.invoice_render(invoice_id=document.pk)
+        return path, digest
+
+    monkeypatch.setattr(services, "_pdf_store", store_while_another_worker_records)
+    result = services.invoice_render(invoice_id=invoice.pk)
+
+    winner = race["winner"]
+    assert result.pdf.name == winner.pdf.name
+    assert winner.pdf.name.startswith(f"invoices/{invoice.number}-")
+    # xhtml2pdf stamps each render (creation date, document id), so two renders usually differ
+    # and get two names; byte-identical renders would share one file, which is kept.
+    if race["loser_path"] != winner.pdf.name:
+        assert not default_storage.exists(race["loser_path"])
+    assert default_storage.exists(winner.pdf.name)
+    with default_storage.open(winner.pdf.name, "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == winner.pdf_sha256
+    assert len(events("invoice.issued")) == 1

@@ -185,3 +185,99 @@ def test_admin_resend_action(admin_client, mailbox, contact):
     assert page.status_code == 200
     for attempt in (first, second):  # both attempts are listed on the email's page
         assert escape(attempt.message_id).encode() in page.content
+
+
+def shipment_created(contact) -> dict:
+    return {
+        "id": str(uuid.uuid4()),
+        "type": "shipment.created",
+        "version": 1,
+        "occurred_at": timezone.now().isoformat(),
+        "aggregate_id": str(contact.order_id),
+        "correlation_id": str(uuid.uuid4()),
+        "data": {"carrier": "SimPost", "tracking_number": "SP1"},
+    }
+
+
+def test_message_ids_are_deterministic_per_order_kind_and_resend(mailbox, contact, settings):
+    log = send(contact)
+    services.email_resend_request(log_id=log.pk, requested_by="ops")
+    send_due_emails()
+    services.email_resend_request(log_id=log.pk, requested_by="ops")
+    send_due_emails()
+    domain = settings.EMAIL_MESSAGE_ID_DOMAIN
+    # (A long header is folded onto a second line: whitespace before the id is not part of it.)
+    assert [m["Message-ID"].strip() for m in mailbox.messages()] == [
+        f"<shipped.{contact.order_id}@{domain}>",
+        f"<shipped.resend-1.{contact.order_id}@{domain}>",
+        f"<shipped.resend-2.{contact.order_id}@{domain}>",
+    ]
+
+
+def test_a_retry_after_a_failed_attempt_keeps_the_message_id(mailbox, contact, smtp_down):
+    log = send(contact)
+    [failed] = log.attempt_rows.all()
+    smtp_down.EMAIL_PORT = mailbox.port
+    make_due(log)
+    send_due_emails()
+    [message] = mailbox.messages()
+    assert message["Message-ID"] == failed.header_message_id == log.attempt_rows.last().message_id
+
+
+def test_send_cut_off_before_its_record_is_resumed_with_the_same_message_id(
+    mailbox, contact, monkeypatch, settings
+):
+    """The provider accepted the email, then the worker lost its database before recording it
+    (the recording phase fails once). The attempt stays `sending`; a redelivery within the lease
+    leaves it to the worker that may still be at it; after the lease the beat task sends it
+    again as the same attempt with the same Message-ID, which the mail store collapses."""
+    from django.db import OperationalError
+
+    from outbox.delivery import deliver
+    from outbox.models import FailedDelivery
+
+    record = services._attempt_sent
+    cut = []
+
+    def record_fails_once(**kwargs):
+        if not cut:
+            cut.append(kwargs)
+            raise OperationalError("server closed the connection unexpectedly")
+        return record(**kwargs)
+
+    monkeypatch.setattr(services, "_attempt_sent", record_fails_once)
+    envelope = shipment_created(contact)
+    subscriber = "notifications.on_shipment_created"
+
+    with pytest.raises(OperationalError):
+        deliver(subscriber_name=subscriber, envelope=envelope)
+    [accepted] = mailbox.messages()  # the provider has it
+    log = EmailLog.objects.get()
+    [attempt] = log.attempt_rows.all()
+    assert (log.status, attempt.status) == ("sending", "sending")
+    assert attempt.header_message_id == accepted["Message-ID"]
+    assert FailedDelivery.objects.get(subscriber=subscriber).attempts == 1
+
+    # Redelivered at once (Celery's retry): within the lease the in-flight attempt is not
+    # touched (its worker may be alive), so nothing is sent; the delivery is done.
+    assert deliver(subscriber_name=subscriber, envelope=envelope)
+    assert send_due_emails() == 0
+    assert len(mailbox.messages()) == 1
+
+    # The lease is over: the beat task resumes the same attempt.
+    stale = timezone.now() - timedelta(seconds=settings.EMAIL_SEND_LEASE_SECONDS + 1)
+    EmailLog.objects.filter(pk=log.pk).update(updated_at=stale)
+    assert send_due_emails() == 1
+    first, second = mailbox.messages()
+    assert (
+        first["Message-ID"]
+        == second["Message-ID"]
+        == (f"<shipped.{contact.order_id}@{settings.EMAIL_MESSAGE_ID_DOMAIN}>")
+    )
+    log.refresh_from_db()
+    assert (log.status, log.attempts, log.message_id) == ("sent", 1, first["Message-ID"])
+    [attempt] = log.attempt_rows.all()
+    assert attempt.status == "sent"
+    assert len(sent_events()) == 1  # one email.sent: one timeline entry
+    assert not deliver(subscriber_name=subscriber, envelope=envelope)  # later: nothing more
+    assert len(mailbox.messages()) == 2

@@ -82,7 +82,8 @@ def test_transient_failure_retries_the_delivery_then_fails_the_shipment(
         with pytest.raises(Exception, match="503"):
             deliver(subscriber_name=SHIPMENT_CREATE_SUBSCRIBER, envelope=envelope)
         shipment.refresh_from_db()
-        assert shipment.status == Shipment.Status.PENDING
+        assert shipment.status == Shipment.Status.CREATING  # the intent is committed
+        assert shipment.attempts == attempt and "503" in shipment.last_error
         failure = FailedDelivery.objects.get(subscriber=SHIPMENT_CREATE_SUBSCRIBER)
         assert failure.attempts == attempt
         assert "503" in failure.last_error
@@ -121,7 +122,7 @@ def test_wrong_api_key_never_fails_the_shipment(fast_partner, client_settings, s
     with pytest.raises(Exception, match="credentials"):
         deliver(subscriber_name=SHIPMENT_CREATE_SUBSCRIBER, envelope=payment_succeeded(shipment))
     shipment.refresh_from_db()
-    assert shipment.status == Shipment.Status.PENDING  # no refund for our own mistake
+    assert shipment.status == Shipment.Status.CREATING  # no refund for our own mistake
     assert "credentials" in FailedDelivery.objects.get().last_error
 
 
