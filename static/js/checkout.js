@@ -140,7 +140,7 @@
       if (answer.body.redirect) window.location.assign(answer.body.redirect);
       return;
     }
-    button.textContent = "Authorizing your card…";
+    button.textContent = "Authorizing your card (your bank may ask you to confirm)…";
     let result;
     try {
       result = await stripe.confirmCardPayment(answer.body.client_secret, {
@@ -157,7 +157,8 @@
     }
     const intent = result && result.paymentIntent;
     if (!intent || intent.status !== "requires_capture") {
-      cardErrors.textContent = cardMessage(result && result.error);
+      cardErrors.textContent = cardMessage(result && result.error) +
+        " Nothing was charged: check the card or use another one, then press Pay again.";
       return;
     }
     button.textContent = "Placing your order…";
