@@ -60,6 +60,7 @@ class RefundForm(forms.Form):
 # Integer minor-unit fields and the display method shown in their place.
 PAYMENT_AMOUNTS = {
     "expected_subtotal_minor": "expected_subtotal",
+    "expected_total_minor": "expected_total",
     "amount_minor": "amount",
     "refunded_minor": "refunded",
 }
@@ -84,6 +85,10 @@ class PaymentAdmin(admin.ModelAdmin):
     @admin.display(description="Expected subtotal")
     def expected_subtotal(self, obj: Payment) -> str | None:
         return _money(obj.expected_subtotal_minor, obj.currency)
+
+    @admin.display(description="Expected total")
+    def expected_total(self, obj: Payment) -> str | None:
+        return _money(obj.expected_total_minor, obj.currency)
 
     def get_fields(self, request, obj=None):
         return [PAYMENT_AMOUNTS.get(f.name, f.name) for f in Payment._meta.fields]

@@ -138,9 +138,12 @@ def payment_prepare(
 ) -> Payment:
     """Record what billing needs from order.placed: how the order pays (an authorization made
     on the checkout page, or a payment method to charge), and the amounts the invoice must match
-    (the goods subtotal, and the total the shopper saw)."""
-    subtotal = sum((to_minor(Decimal(str(i["line_total"]))) for i in items), 0)
-    total = to_minor(Decimal(str(totals["total"]))) if totals and totals.get("total") else None
+    (the order's totals, fixed at checkout: the total the shopper saw, and the net subtotal; an
+    order.placed without totals, from before they were fixed: the line totals' sum only)."""
+    if totals and totals.get("total"):
+        subtotal, total = to_minor(str(totals["subtotal"])), to_minor(str(totals["total"]))
+    else:
+        subtotal, total = sum((to_minor(str(i["line_total"])) for i in items), 0), None
     authorized = bool(payment_intent)
     payment, _ = Payment.objects.get_or_create(
         order_id=order_id,
@@ -164,8 +167,8 @@ def payment_prepare(
 
 def _verify_invoice(payment: Payment, totals: dict[str, str], currency: str) -> str | None:
     """What is wrong with the invoice's amount, or None. Checked: the currency is the order's;
-    the subtotal equals the order's line totals and the total the order's total (both from
-    order.placed); subtotal + shipping + tax equals the total; the total is positive."""
+    the total and the subtotal are the order's (from order.placed, fixed at checkout);
+    subtotal + shipping + tax equals the total; the total is positive."""
     subtotal, shipping, tax, total = (
         to_minor(Decimal(totals[k])) for k in ("subtotal", "shipping", "tax", "total")
     )

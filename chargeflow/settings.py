@@ -302,6 +302,12 @@ REST_FRAMEWORK = {
 SHOP_NAME = env("SHOP_NAME", "ChargeFlow Demo Shop")
 SHOP_CURRENCY = env("SHOP_CURRENCY", "EUR")
 SHOP_BRAND_COLOR = env("SHOP_BRAND_COLOR", "#0b6e4f")  # emails: header and buttons
+# True (the EU default for a consumer shop): catalog prices and shipping fees include VAT, the
+# price shown is the price paid whatever the country; False (B2B): they are net and VAT is added.
+# Either way an order's totals are net subtotal + net shipping + tax == total (docs/pricing.md).
+PRICES_INCLUDE_TAX = env_bool("PRICES_INCLUDE_TAX", True)
+# The country the cart quotes for until the shopper chooses one (ISO 3166-1 alpha-2).
+SHOP_COUNTRY = env("SHOP_COUNTRY", "DE").upper()
 SHIPPING_FEE = Decimal(env("SHIPPING_FEE", "4.90"))
 FREE_SHIPPING_THRESHOLD = Decimal(env("FREE_SHIPPING_THRESHOLD", "100.00"))
 DEFAULT_TAX_RATE = Decimal(env("DEFAULT_TAX_RATE", "0.20"))

@@ -6,21 +6,7 @@ from invoicing.models import (
     Invoice,
     InvoiceLine,
     NumberSequence,
-    ShippingZone,
-    TaxRate,
 )
-
-
-@admin.register(TaxRate)
-class TaxRateAdmin(admin.ModelAdmin):
-    list_display = ("country", "name", "rate", "applies_to_shipping")
-    search_fields = ("country",)
-
-
-@admin.register(ShippingZone)
-class ShippingZoneAdmin(admin.ModelAdmin):
-    list_display = ("name", "countries", "fee", "free_shipping_threshold")
-    search_fields = ("name", "countries")
 
 
 class ReadOnlyInline(admin.TabularInline):

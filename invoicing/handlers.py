@@ -14,6 +14,8 @@ def on_order_placed(event: Event) -> None:
         currency=data["currency"],
         shipping_address=data["shipping_address"],
         items=data["items"],
+        totals=data.get("totals"),
+        pricing=data.get("pricing"),
     )
 
 

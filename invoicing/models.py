@@ -2,56 +2,6 @@ from django.db import models
 from django.utils import timezone
 
 
-class TaxRate(models.Model):
-    """VAT/sales tax by destination country, edited by operators in the admin.
-
-    Prices are net: the rate applies to the goods and, when `applies_to_shipping`, to the shipping
-    fee too (docs/invoicing.md). A country without a row uses settings.DEFAULT_TAX_RATE."""
-
-    country = models.CharField(max_length=2, unique=True, help_text="ISO 3166-1 alpha-2")
-    rate = models.DecimalField(max_digits=5, decimal_places=4, help_text="0.1900 for 19 %")
-    name = models.CharField(max_length=50, default="VAT")
-    applies_to_shipping = models.BooleanField(default=True)
-
-    class Meta:
-        ordering = ("country",)
-
-    def __str__(self) -> str:
-        return f"{self.country} {self.name} {self.rate:%}"
-
-
-class ShippingZone(models.Model):
-    """A shipping fee by destination zone, with an optional free-shipping threshold.
-
-    A zone lists its countries; the zone with no countries is the fallback for every other one.
-    Without any zone, settings.SHIPPING_FEE and FREE_SHIPPING_THRESHOLD apply."""
-
-    name = models.CharField(max_length=50, unique=True)
-    countries = models.CharField(
-        max_length=1000,
-        blank=True,
-        help_text="Comma-separated ISO codes (DE,AT,FR). Empty: every country of no other zone.",
-    )
-    fee = models.DecimalField(max_digits=10, decimal_places=2)
-    free_shipping_threshold = models.DecimalField(
-        max_digits=12,
-        decimal_places=2,
-        null=True,
-        blank=True,
-        help_text="Goods subtotal (net) from which shipping is free. Empty: never free.",
-    )
-
-    class Meta:
-        ordering = ("name",)
-
-    def __str__(self) -> str:
-        return self.name
-
-    @property
-    def country_codes(self) -> set[str]:
-        return {c.strip().upper() for c in self.countries.split(",") if c.strip()}
-
-
 class NumberSequence(models.Model):
     """A gap-free counter per series and year, incremented under a row lock inside the issuing
     transaction: a rollback gives the number back, concurrent issuers wait their turn."""
@@ -112,6 +62,11 @@ class Invoice(ImmutableDocument):
     tax_base = models.DecimalField(max_digits=12, decimal_places=2, default=0)
     tax = models.DecimalField(max_digits=12, decimal_places=2)
     total = models.DecimalField(max_digits=12, decimal_places=2)
+    # How the shop showed the prices (order.placed `pricing`): line prices, goods_shown and
+    # shipping_shown include VAT when True; subtotal and shipping above are net either way.
+    prices_include_tax = models.BooleanField(default=False)
+    goods_shown = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    shipping_shown = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     pdf = models.FileField(upload_to="invoices/", blank=True)
     pdf_sha256 = models.CharField(max_length=64, blank=True)
     pdf_rendered_at = models.DateTimeField(null=True, blank=True)

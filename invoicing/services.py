@@ -2,7 +2,8 @@
 
 Issuing is two steps (docs/invoicing.md):
 
-1. `invoice_issue` (on order.placed) prices the order, allocates the number from the locked
+1. `invoice_issue` (on order.placed) checks the order's totals (fixed by orders at placement,
+   invoicing/totals.py), allocates the number from the locked
    counter, stores the invoice and its lines and publishes the internal `invoice.numbered`. It
    commits in milliseconds, so the counter row is never locked for longer than that.
 2. `invoice_render` (on invoice.numbered, in the invoicing worker, a `transactional=False`
@@ -26,7 +27,7 @@ from django.utils import timezone
 from chargeflow.money import quantize
 from invoicing.models import CreditNote, Invoice, InvoiceLine, NumberSequence
 from invoicing.pdf import pdf_file, render_pdf
-from invoicing.pricing import calculate_totals, lines_from_snapshot, rate_percent
+from invoicing.totals import lines_from_snapshot, rate_percent, totals_from_event
 from outbox import publish
 
 logger = logging.getLogger(__name__)
@@ -60,14 +61,17 @@ def invoice_issue(
     currency: str,
     shipping_address: dict[str, str],
     items: list[dict[str, Any]],
+    totals: dict[str, Any] | None,
+    pricing: dict[str, Any] | None,
 ) -> Invoice:
     """Number and store the order's invoice (once: a second call returns the first) and publish
-    `invoice.numbered`; the PDF and `invoice.issued` follow in `invoice_render`."""
+    `invoice.numbered`; the PDF and `invoice.issued` follow in `invoice_render`. Documents the
+    totals the order was placed with (checked: they add up), never computes its own."""
     existing = Invoice.objects.filter(order_id=order_id).first()
     if existing:
         return existing
     lines = lines_from_snapshot(items)
-    totals = calculate_totals(lines=lines, country=shipping_address["country"])
+    totals = totals_from_event(lines=lines, totals=totals, pricing=pricing)
     now = timezone.now()
     # Everything that can fail runs before the number is taken; the counter is locked from here
     # to the commit, a few milliseconds later.
@@ -88,6 +92,9 @@ def invoice_issue(
         tax_base=totals.tax_base,
         tax=totals.tax,
         total=totals.total,
+        prices_include_tax=totals.prices_include_tax,
+        goods_shown=totals.goods_shown,
+        shipping_shown=totals.shipping_shown,
     )
     invoice.save()
     InvoiceLine.objects.bulk_create(
@@ -137,6 +144,10 @@ def _pdf_discard(path: str, *, kept: str) -> None:
         default_storage.delete(path)
 
 
+def _amount_or_blank(amount) -> str:
+    return "" if amount is None else str(amount)
+
+
 def invoice_render(*, invoice_id: int) -> Invoice:
     """Render and store the invoice PDF once, then publish `invoice.issued` (billing charges
     its total). Phases: render and store with no transaction open, then record in a new
@@ -174,6 +185,12 @@ def invoice_render(*, invoice_id: int) -> Invoice:
                         "tax_rate": str(invoice.tax_rate),
                         "tax": str(invoice.tax),
                         "total": str(invoice.total),
+                        # Additive: how the shop showed the prices (the email repeats the PDF).
+                        "tax_name": invoice.tax_name,
+                        "tax_percent": rate_percent(invoice.tax_rate),
+                        "prices_include_tax": invoice.prices_include_tax,
+                        "goods_shown": _amount_or_blank(invoice.goods_shown),
+                        "shipping_shown": _amount_or_blank(invoice.shipping_shown),
                     },
                     "amount": str(invoice.total),
                     "pdf_path": invoice.pdf.name,

@@ -4,7 +4,15 @@ from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 
 from orders import presenters
-from orders.models import Order, OrderCreditNote, OrderLine, Product, TimelineEntry
+from orders.models import (
+    Order,
+    OrderCreditNote,
+    OrderLine,
+    Product,
+    ShippingZone,
+    TaxRate,
+    TimelineEntry,
+)
 from orders.services import order_retry_stuck
 from outbox.models import FailedDelivery, OutboxEvent
 
@@ -15,6 +23,20 @@ class ProductAdmin(admin.ModelAdmin):
     list_filter = ("is_active",)
     search_fields = ("sku", "name")
     list_editable = ("stock", "is_active")
+
+
+@admin.register(TaxRate)
+class TaxRateAdmin(admin.ModelAdmin):
+    """Changes apply to orders placed afterwards; placed orders keep their totals."""
+
+    list_display = ("country", "name", "rate", "applies_to_shipping")
+    search_fields = ("country",)
+
+
+@admin.register(ShippingZone)
+class ShippingZoneAdmin(admin.ModelAdmin):
+    list_display = ("name", "countries", "fee", "free_shipping_threshold")
+    search_fields = ("name", "countries")
 
 
 def _with_seconds(value) -> str:

@@ -33,6 +33,59 @@ class Product(models.Model):
         return f"{self.name} ({self.sku})"
 
 
+class TaxRate(models.Model):
+    """VAT/sales tax by destination country, edited by operators in the admin.
+
+    Applied to the goods and, when `applies_to_shipping`, to the shipping fee too: extracted from
+    gross prices or added to net ones (settings.PRICES_INCLUDE_TAX, docs/pricing.md). A country
+    without a row uses settings.DEFAULT_TAX_RATE."""
+
+    country = models.CharField(max_length=2, unique=True, help_text="ISO 3166-1 alpha-2")
+    rate = models.DecimalField(max_digits=5, decimal_places=4, help_text="0.1900 for 19 %")
+    name = models.CharField(max_length=50, default="VAT")
+    applies_to_shipping = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ("country",)
+
+    def __str__(self) -> str:
+        return f"{self.country} {self.name} {self.rate:%}"
+
+
+class ShippingZone(models.Model):
+    """A shipping fee by destination zone, with an optional free-shipping threshold.
+
+    A zone lists its countries; the zone with no countries is the fallback for every other one.
+    Without any zone, settings.SHIPPING_FEE and FREE_SHIPPING_THRESHOLD apply. Amounts are in the
+    catalog's terms: VAT included when settings.PRICES_INCLUDE_TAX (docs/pricing.md)."""
+
+    name = models.CharField(max_length=50, unique=True)
+    countries = models.CharField(
+        max_length=1000,
+        blank=True,
+        help_text="Comma-separated ISO codes (DE,AT,FR). Empty: every country of no other zone.",
+    )
+    fee = models.DecimalField(max_digits=10, decimal_places=2)
+    free_shipping_threshold = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="Goods subtotal (as shown in the shop) from which shipping is free. "
+        "Empty: never free.",
+    )
+
+    class Meta:
+        ordering = ("name",)
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def country_codes(self) -> set[str]:
+        return {c.strip().upper() for c in self.countries.split(",") if c.strip()}
+
+
 class Order(models.Model):
     class Status(models.TextChoices):
         PLACED = "placed", "Placed"
@@ -66,11 +119,25 @@ class Order(models.Model):
     idempotency_key = models.CharField(max_length=255, unique=True, null=True, blank=True)
     request_fingerprint = models.CharField(max_length=64, blank=True)
 
-    # Copies of facts reported by the other apps' events (event-carried state).
+    # The totals, fixed when the order is placed (orders/pricing.py) and carried by order.placed:
+    # subtotal and shipping_fee are net, subtotal + shipping_fee + tax == total. (Orders placed
+    # before this existed got them from invoice.issued.)
     subtotal = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     shipping_fee = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     tax = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     total = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    tax_name = models.CharField(max_length=50, blank=True)
+    tax_rate = models.DecimalField(max_digits=5, decimal_places=4, null=True, blank=True)
+    shipping_zone = models.CharField(max_length=50, blank=True)
+    prices_include_tax = models.BooleanField(
+        null=True, blank=True, help_text="How the shop showed the prices when it was placed."
+    )
+    # What the shopper saw: goods and shipping in the catalog's terms (gross when prices include
+    # tax; equal to subtotal and shipping_fee otherwise).
+    goods_shown = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    shipping_shown = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+
+    # Copies of facts reported by the other apps' events (event-carried state).
     invoice_number = models.CharField(max_length=32, blank=True)
     invoice_pdf_path = models.CharField(max_length=255, blank=True)
     payment_status = models.CharField(max_length=32, blank=True)

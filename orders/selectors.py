@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from django.conf import settings
 from django.db.models import Prefetch, QuerySet
 
-from orders.models import Order, OrderCreditNote, OrderLine, Product, TimelineEntry
+from orders.models import (
+    Order,
+    OrderCreditNote,
+    OrderLine,
+    Product,
+    ShippingZone,
+    TaxRate,
+    TimelineEntry,
+)
+from orders.pricing import PriceLine, Quote, ShippingRule, TaxRule, calculate_quote
 from orders.tokens import order_token_valid
 
 
@@ -50,3 +62,42 @@ def order_for_checkout_token(*, token: str) -> Order | None:
 
 def checkout_idempotency_key(token: str) -> str:
     return f"storefront-checkout:{token}"
+
+
+# --- Prices ----------------------------------------------------------------------------------
+
+
+def tax_rule_for(*, country: str) -> TaxRule:
+    """The destination country's TaxRate row, else settings.DEFAULT_TAX_RATE (named VAT)."""
+    row = TaxRate.objects.filter(country=country.upper()).first()
+    if row is None:
+        return TaxRule(name="VAT", rate=settings.DEFAULT_TAX_RATE, applies_to_shipping=True)
+    return TaxRule(name=row.name, rate=row.rate, applies_to_shipping=row.applies_to_shipping)
+
+
+def shipping_rule_for(*, country: str) -> ShippingRule:
+    """The zone listing the country, else the zone without countries, else the settings."""
+    country = country.upper()
+    zones = list(ShippingZone.objects.all())
+    zone = next((z for z in zones if country in z.country_codes), None) or next(
+        (z for z in zones if not z.country_codes), None
+    )
+    if zone is None:
+        return ShippingRule(
+            zone="Standard", fee=settings.SHIPPING_FEE, free_from=settings.FREE_SHIPPING_THRESHOLD
+        )
+    return ShippingRule(zone=zone.name, fee=zone.fee, free_from=zone.free_shipping_threshold)
+
+
+def price_quote(*, lines: Iterable[PriceLine], country: str, currency: str = "") -> Quote:
+    """The exact totals of these lines shipped to `country`: what the cart and the checkout show
+    and what the placed order stores, charges and invoices (one code path, orders/pricing.py)."""
+    country = country.upper()
+    return calculate_quote(
+        lines=lines,
+        country=country,
+        currency=currency or settings.SHOP_CURRENCY,
+        tax=tax_rule_for(country=country),
+        shipping=shipping_rule_for(country=country),
+        prices_include_tax=settings.PRICES_INCLUDE_TAX,
+    )

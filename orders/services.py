@@ -25,6 +25,8 @@ from orders.models import (
     Product,
     TimelineEntry,
 )
+from orders.pricing import PriceLine
+from orders.selectors import price_quote
 from orders.tokens import order_link
 from outbox import publish
 from outbox.models import FailedDelivery, OutboxEvent
@@ -147,6 +149,14 @@ def _order_create(
     currencies = {p.currency for p in products}
     if len(currencies) != 1:
         raise ApplicationError("All items must be in one currency.", code="mixed_currency")
+    ordered = sorted(products, key=lambda p: list(wanted).index(p.sku))
+    # The same calculation the cart and the checkout showed (selectors.price_quote), on the
+    # prices locked above: the order's totals are fixed here and travel in order.placed.
+    quote = price_quote(
+        lines=[PriceLine(p.sku, p.name, wanted[p.sku], p.price) for p in ordered],
+        country=shipping_address["country"],
+        currency=currencies.pop(),
+    )
     order = Order.objects.create(
         email=email,
         customer=customer,
@@ -157,10 +167,20 @@ def _order_create(
         ship_postal_code=shipping_address["postal_code"],
         ship_country=shipping_address["country"],
         payment_method=payment_method,
-        currency=currencies.pop(),
+        currency=quote.currency,
         payment_status="pending",
         idempotency_key=idempotency_key,
         request_fingerprint=fingerprint,
+        subtotal=quote.subtotal,
+        shipping_fee=quote.shipping,
+        tax=quote.tax,
+        total=quote.total,
+        tax_name=quote.tax_name,
+        tax_rate=quote.tax_rate,
+        shipping_zone=quote.shipping_zone,
+        prices_include_tax=quote.prices_include_tax,
+        goods_shown=quote.goods_shown,
+        shipping_shown=quote.shipping_shown,
     )
     lines = OrderLine.objects.bulk_create(
         OrderLine(
@@ -172,7 +192,7 @@ def _order_create(
             quantity=wanted[product.sku],
             line_total=quantize(product.price * wanted[product.sku]),
         )
-        for product in sorted(products, key=lambda p: list(wanted).index(p.sku))
+        for product in ordered
     )
     _timeline(order, TimelineEntry.Type.STATUS_CHANGED, {"from": None, "to": order.status})
     publish(
@@ -195,6 +215,10 @@ def _order_create(
                 }
                 for line in lines
             ],
+            # Fixed here (additive to version 1): invoicing documents them, billing charges
+            # exactly `totals.total`. Line prices are in the catalog's terms (`pricing`).
+            "totals": quote.totals(),
+            "pricing": quote.pricing(),
             "order_url": order_link(order),
         },
     )
@@ -267,24 +291,26 @@ def _stock_release(order: Order) -> None:
 def order_record_invoice(
     *, order_id, number: str, pdf_path: str, totals: dict[str, Decimal | str]
 ) -> None:
+    """The invoice's number and PDF. The totals are the order's own, fixed when it was placed;
+    only an order placed before that existed takes them from the invoice."""
     order = _lock(order_id)
     order.invoice_number = number
     order.invoice_pdf_path = pdf_path
-    order.subtotal = Decimal(totals["subtotal"])
-    order.shipping_fee = Decimal(totals["shipping"])
-    order.tax = Decimal(totals["tax"])
-    order.total = Decimal(totals["total"])
-    order.save(
-        update_fields=[
-            "invoice_number",
-            "invoice_pdf_path",
-            "subtotal",
-            "shipping_fee",
-            "tax",
-            "total",
-            "updated_at",
-        ]
-    )
+    update = ["invoice_number", "invoice_pdf_path", "updated_at"]
+    invoiced = {k: Decimal(totals[k]) for k in ("subtotal", "shipping", "tax", "total")}
+    if order.total is None:
+        order.subtotal, order.shipping_fee = invoiced["subtotal"], invoiced["shipping"]
+        order.tax, order.total = invoiced["tax"], invoiced["total"]
+        update += ["subtotal", "shipping_fee", "tax", "total"]
+    elif invoiced["total"] != order.total:
+        logger.error(
+            "order %s: invoice %s total %s differs from the order's %s",
+            order.id,
+            number,
+            invoiced["total"],
+            order.total,
+        )
+    order.save(update_fields=update)
     _timeline(order, "invoice_issued", {"number": number, "total": str(order.total)})
 
 
