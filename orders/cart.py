@@ -1,6 +1,7 @@
 """The cart lives in the session (Redis when configured): {sku: quantity}.
 
-Prices and stock are read fresh on every request; the session holds only what the customer chose.
+Prices and stock are read fresh on every request; the session holds only what the customer chose
+(and the destination country the totals are quoted for).
 """
 
 from __future__ import annotations
@@ -11,9 +12,13 @@ from decimal import Decimal
 from django.conf import settings
 
 from chargeflow.money import quantize
+from orders.countries import COUNTRY_CODES
 from orders.models import Product
+from orders.pricing import PriceLine, Quote
+from orders.selectors import price_quote
 
 SESSION_KEY = "cart"
+COUNTRY_KEY = "quote_country"  # the shopper's last choice of destination (cart, checkout)
 MAX_QUANTITY = 1000
 
 
@@ -41,15 +46,6 @@ class CartLine:
                 "lower the quantity to check out."
             )
         return ""
-
-
-@dataclass(frozen=True)
-class CartTotals:
-    subtotal: Decimal
-    shipping: Decimal
-    total: Decimal
-    free_shipping_from: Decimal
-    currency: str
 
 
 def cart_get(session) -> dict[str, int]:
@@ -90,16 +86,27 @@ def cart_lines(session) -> tuple[list[CartLine], list[str]]:
     return [CartLine(products[sku], qty) for sku, qty in cart.items() if sku in products], gone
 
 
-def cart_totals(lines: list[CartLine]) -> CartTotals:
-    """A preview: the invoice computes the real shipping fee (by destination) and the tax."""
-    subtotal = quantize(sum((line.line_total for line in lines), Decimal("0")))
-    threshold = settings.FREE_SHIPPING_THRESHOLD
-    shipping = Decimal("0.00") if subtotal >= threshold else quantize(settings.SHIPPING_FEE)
-    currency = lines[0].product.currency if lines else settings.SHOP_CURRENCY
-    return CartTotals(
-        subtotal=subtotal,
-        shipping=shipping,
-        total=quantize(subtotal + shipping),
-        free_shipping_from=threshold,
-        currency=currency,
+def quote_country(session, choice: str | None = None) -> str:
+    """The country the cart is priced for: a valid `choice` (remembered in the session), else the
+    shopper's last choice, else settings.SHOP_COUNTRY."""
+    choice = (choice or "").strip().upper()
+    if choice in COUNTRY_CODES:
+        session[COUNTRY_KEY] = choice
+        return choice
+    remembered = session.get(COUNTRY_KEY, "")
+    return remembered if remembered in COUNTRY_CODES else settings.SHOP_COUNTRY
+
+
+def cart_quote(lines: list[CartLine], country: str) -> Quote | None:
+    """The exact totals for these lines shipped to `country` (None for an empty cart): the same
+    calculation the placement stores and the card is charged (selectors.price_quote)."""
+    if not lines:
+        return None
+    return price_quote(
+        lines=[
+            PriceLine(line.product.sku, line.product.name, line.quantity, line.product.price)
+            for line in lines
+        ],
+        country=country,
+        currency=lines[0].product.currency,
     )

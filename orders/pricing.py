@@ -10,7 +10,7 @@ never through float. Two ways of entering catalog prices (settings.PRICES_INCLUD
 
 - gross (True, the EU consumer-shop default): catalog prices and the shipping fee include VAT; the
   shopper pays them whatever the destination. VAT is extracted per destination rate r, once on the
-  goods and once on the shipping fee: tax = round(gross × r / (1 + r)). Net = gross − tax.
+  goods and once on the shipping fee: tax = round(gross x r / (1 + r)). Net = gross - tax.
 - net (False, B2B): catalog prices and the fee are net; VAT is added on the whole base
   (goods + shipping when the rate applies to shipping), rounded once.
 

@@ -11,6 +11,7 @@ urlpatterns = [
     path("cart/", views.cart_view, name="cart"),
     path("cart/add/", views.cart_add, name="cart-add"),
     path("cart/update/", views.cart_update, name="cart-update"),
+    path("cart/totals/", views.cart_totals, name="cart-totals"),
     path("checkout/", views.checkout, name="checkout"),
     path("orders/<uuid:order_id>/", views.order_detail, name="order-detail"),
     path("orders/<uuid:order_id>/status.json", views.order_status, name="order-status"),

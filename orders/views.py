@@ -22,6 +22,7 @@ from chargeflow.errors import ApplicationError
 from chargeflow.redirects import safe_local_path
 from chargeflow.throttling import storefront_throttled
 from orders import cart, presenters, selectors
+from orders.countries import COUNTRY_CODES, country_choices
 from orders.forms import (
     CHECKOUT_TOKEN_RE,
     AddToCartForm,
@@ -129,17 +130,49 @@ def _lines_with_notices(request):
     return lines
 
 
+def _quote_context(lines, country: str) -> dict:
+    """What orders/_totals.html needs: the exact totals for the destination."""
+    return {
+        "quote": cart.cart_quote(lines, country),
+        "quote_country_name": presenters.country_name(country),
+    }
+
+
 @never_cache
 def cart_view(request):
     lines = _lines_with_notices(request)
+    country = cart.quote_country(request.session, request.GET.get("country"))
     return render(
         request,
         "orders/cart.html",
         {
             "lines": lines,
-            "totals": cart.cart_totals(lines),
+            "country": country,
+            "country_choices": country_choices(),
             "blocked": any(line.problem for line in lines),
+            **_quote_context(lines, country),
         },
+    )
+
+
+@never_cache
+def cart_totals(request):
+    """The cart's totals for `?country=XX` as JSON (the cart and checkout pages update with it
+    when the country changes, without a reload): the amounts and the rendered totals block (one
+    template for the page and for this, no rendering in JS). Remembers the choice."""
+    code = request.GET.get("country", "").strip().upper()
+    if code not in COUNTRY_CODES:
+        return JsonResponse({"error": f"Unknown country {code!r}."}, status=400)
+    lines, _gone = cart.cart_lines(request.session)
+    country = cart.quote_country(request.session, code)
+    context = _quote_context(lines, country)
+    quote = context["quote"]
+    return JsonResponse(
+        {
+            "country": country,
+            "totals": quote.totals() if quote else None,
+            "html": render_to_string("orders/_totals.html", context, request=request),
+        }
     )
 
 
@@ -152,7 +185,10 @@ def _order_url(order) -> str:
 
 
 def _new_form(request) -> CheckoutForm:
-    initial = {"checkout_token": secrets.token_urlsafe(24)}
+    initial = {
+        "checkout_token": secrets.token_urlsafe(24),
+        "country": cart.quote_country(request.session),
+    }
     if request.user.is_authenticated:
         initial["email"] = request.user.email
     return CheckoutForm(initial=initial)
@@ -188,8 +224,15 @@ def checkout(request):
         messages.info(request, "Your cart is empty.")
         return redirect("orders:product-list")
     problems = [line.problem for line in lines if line.problem]
-    form = CheckoutForm(request.POST) if request.method == "POST" else _new_form(request)
-    if request.method == "POST" and form.is_valid() and not problems:
+    country = cart.quote_country(request.session, request.POST.get("country"))
+    # "Recalculate" (the totals for another country, without JavaScript): the same answers back.
+    recalculate = request.method == "POST" and "recalculate" in request.POST
+    if recalculate:
+        form = CheckoutForm(initial={**request.POST.dict(), "payment_method": ""})
+    else:
+        form = CheckoutForm(request.POST) if request.method == "POST" else _new_form(request)
+    posted = request.method == "POST" and not recalculate
+    if posted and form.is_valid() and not problems:
         data = form.cleaned_data
         items = [CartItem(sku=line.product.sku, quantity=line.quantity) for line in lines]
         try:
@@ -224,9 +267,9 @@ def checkout(request):
                 extra_tags=ORDER_PLACED_TAG,
             )
             return redirect(_order_url(order))
-    elif request.method == "POST" and form.is_valid():
+    elif posted and form.is_valid():
         form = _refreshed(form)
-    elif request.method == "POST" and form.errors.keys() - {"payment_method"}:
+    elif posted and form.errors.keys() - {"payment_method"}:
         # Field errors: the card is entered again with the corrected form.
         form.data = form.data.copy()
         form.data["payment_method"] = ""
@@ -236,8 +279,8 @@ def checkout(request):
         {
             "form": form,
             "lines": lines,
-            "totals": cart.cart_totals(lines),
             "problems": problems,
+            **_quote_context(lines, country),
             "stripe_js_url": settings.STRIPE_JS_URL,
             "stripe_publishable_key": settings.STRIPE_PUBLISHABLE_KEY,
         },

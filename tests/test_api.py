@@ -73,13 +73,36 @@ def test_create_returns_the_order_with_its_access_token(api, catalog):
             "line_total": "29.99",
         },
     ]
-    assert order["totals"] is None and order["invoice"] is None and order["shipment"] is None
+    # The final totals, fixed at placement (prices include VAT by default: 1029.98 paid, of
+    # which GB VAT 20 % = 1029.98 / 6 = 171.663 -> 171.66); subtotal and shipping are net and
+    # add up to the total exactly, whatever the display setting.
+    assert order["totals"] == {
+        "subtotal": "858.32",
+        "shipping": "0.00",
+        "tax": "171.66",
+        "total": "1029.98",
+        "currency": "EUR",
+    }
+    assert order["invoice"] is None and order["shipment"] is None
     assert order["credit_notes"] == []
     assert order["timeline"][0]["type"] == "status_changed"
     assert order["timeline"][0]["detail"] == {"from": None, "to": "placed"}
     assert len(order["access_token"]) == 64
     assert Product.objects.get(sku="LAPTOP-14").stock == catalog["LAPTOP-14"].stock - 1
 
+
+
+def test_create_with_net_prices_adds_the_tax_and_still_adds_up(api, catalog, settings):
+    settings.PRICES_INCLUDE_TAX = False  # a B2B shop: catalog prices are net
+    order = create(api).json()
+    # 1029.98 net + 20 % GB VAT on the whole base, rounded once: 205.996 -> 206.00.
+    assert order["totals"] == {
+        "subtotal": "1029.98",
+        "shipping": "0.00",
+        "tax": "206.00",
+        "total": "1235.98",
+        "currency": "EUR",
+    }
 
 def test_same_key_and_body_return_the_same_order(api, catalog):
     first = create(api).json()

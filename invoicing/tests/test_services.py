@@ -9,6 +9,7 @@ from pypdf import PdfReader
 from invoicing import services
 from invoicing.models import CreditNote, Invoice, IssuedDocumentError, NumberSequence
 from invoicing.tests.factories import item, order_placed
+from invoicing.totals import TotalsError
 from outbox.models import OutboxEvent
 
 pytestmark = pytest.mark.django_db
@@ -30,9 +31,10 @@ def events(kind: str) -> list[OutboxEvent]:
     return list(OutboxEvent.objects.filter(type=kind).order_by("id"))
 
 
-def test_issue_numbers_then_renders_and_publishes_invoice_issued(settings):
-    settings.DEFAULT_TAX_RATE = Decimal("0.20")
-    payload = order_placed(country="FR")
+def test_issue_numbers_then_renders_and_publishes_invoice_issued():
+    # Net prices (a B2B shop): the order's totals as order.placed carries them, documented as is.
+    payload = order_placed(country="FR", gross=False)
+    assert payload["totals"]["total"] == "1271.96"
     invoice = services.invoice_issue(**payload)
     assert invoice.number.endswith("-000001") and not invoice.pdf
     assert [e.data["number"] for e in events("invoice.numbered")] == [invoice.number]
@@ -46,6 +48,11 @@ def test_issue_numbers_then_renders_and_publishes_invoice_issued(settings):
         "tax_rate": "0.2000",
         "tax": "211.99",  # 211.994
         "total": "1271.96",
+        "tax_name": "VAT",
+        "tax_percent": "20",
+        "prices_include_tax": False,
+        "goods_shown": "1059.97",
+        "shipping_shown": "0.00",
     }
     assert issued.data["pdf_path"] == invoice.pdf.name
     assert len(invoice.pdf_sha256) == 64
@@ -57,7 +64,7 @@ def test_issue_numbers_then_renders_and_publishes_invoice_issued(settings):
 
 
 def test_pdf_contains_number_lines_and_totals():
-    invoice = issue(order_placed())
+    invoice = issue(order_placed(gross=False))
     text = pdf_text(invoice.pdf.name)
     for expected in (
         invoice.number,
@@ -76,6 +83,52 @@ def test_pdf_contains_number_lines_and_totals():
     ):
         assert expected in text, expected
     assert "Paid" not in text
+
+
+def test_pdf_with_prices_including_vat_shows_what_was_paid_and_the_vat_breakdown():
+    # Gross prices (the consumer-shop default): 1059.97 + 4.90 shipping paid, VAT extracted
+    # once on the goods (176.661 -> 176.66) and once on shipping (0.8166 -> 0.82).
+    invoice = issue(order_placed(shipping="4.90"))
+    assert (invoice.subtotal, invoice.shipping, invoice.tax, invoice.total) == (
+        Decimal("883.31"),
+        Decimal("4.08"),
+        Decimal("177.48"),
+        Decimal("1064.87"),
+    )
+    text = pdf_text(invoice.pdf.name)
+    for expected in (
+        "Unit price (incl. VAT)",
+        "999.99 EUR",
+        "Goods (incl. VAT) 1059.97 EUR",
+        "Shipping (Standard) (incl. VAT) 4.90 EUR",
+        "Total 1064.87 EUR",
+        "Subtotal (net) 883.31 EUR",
+        "Shipping (net) 4.08 EUR",
+        "VAT 20 % of 887.39 EUR 177.48 EUR",
+    ):
+        assert expected in text, expected
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"totals": None},  # an order.placed from before orders fixed the totals
+        {"tax": "177.49"},  # subtotal + shipping + tax != total
+        {"goods_shown": "1059.98"},  # not what the lines add up to
+        {"shipping_shown": "5.00"},  # gross goods + shipping != total
+    ],
+)
+def test_totals_that_do_not_add_up_are_never_invoiced(change):
+    payload = order_placed(shipping="4.90")
+    if "totals" in change:
+        payload["totals"] = None
+    elif "tax" in change:
+        payload["totals"]["tax"] = change["tax"]
+    else:
+        payload["pricing"].update(change)
+    with pytest.raises(TotalsError):
+        services.invoice_issue(**payload)
+    assert not Invoice.objects.exists() and not NumberSequence.objects.exists()
 
 
 def test_a_long_invoice_has_page_numbers_on_every_page():

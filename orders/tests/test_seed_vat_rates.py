@@ -1,4 +1,5 @@
-"""Migration 0003 seeds standard VAT rates; a German invoice uses 19 %, not DEFAULT_TAX_RATE."""
+"""Migration orders/0003 seeds standard VAT rates (and takes over invoicing's rows): a German
+order is taxed at 19 %, not DEFAULT_TAX_RATE."""
 
 from __future__ import annotations
 
@@ -8,14 +9,13 @@ from decimal import Decimal
 import pytest
 from django.apps import apps
 
-from invoicing import services
-from invoicing.models import TaxRate
-from invoicing.tests.factories import order_placed
-from invoicing.tests.test_services import pdf_text
+from orders.models import TaxRate
+from orders.pricing import PriceLine
+from orders.selectors import price_quote
 
 pytestmark = pytest.mark.django_db
 
-seed = importlib.import_module("invoicing.migrations.0002_seed_vat_rates")
+seed = importlib.import_module("orders.migrations.0003_seed_tax_rates_and_copy_pricing_tables")
 
 
 @pytest.fixture
@@ -25,13 +25,12 @@ def seeded():
     seed.seed_vat_rates(apps, None)
 
 
-def test_an_invoice_for_a_german_address_uses_19_percent(seeded, settings):
+def test_a_german_order_uses_19_percent(seeded, settings):
     settings.DEFAULT_TAX_RATE = Decimal("0.20")
-    invoice = services.invoice_issue(**order_placed(country="DE"))
-    assert invoice.tax_rate == Decimal("0.1900")
-    assert invoice.tax == Decimal("201.39")  # 0.19 x 1059.97 = 201.3943 (shipping free)
-    invoice = services.invoice_render(invoice_id=invoice.pk)
-    assert "VAT 19 % of 1059.97 EUR" in pdf_text(invoice.pdf.name)
+    settings.PRICES_INCLUDE_TAX = False
+    quote = price_quote(lines=[PriceLine("A", "A", 1, Decimal("1059.97"))], country="de")
+    assert (quote.tax_name, quote.tax_rate) == ("VAT", Decimal("0.1900"))
+    assert quote.tax == Decimal("201.39")  # 0.19 x 1059.97 = 201.3943 (shipping free)
 
 
 def test_seeds_the_eu_gb_ch_and_no():
