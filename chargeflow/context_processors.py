@@ -2,4 +2,9 @@ from django.conf import settings
 
 
 def shop(request):
-    return {"SHOP_NAME": settings.SHOP_NAME, "DEBUG": settings.DEBUG}
+    return {
+        "SHOP_NAME": settings.SHOP_NAME,
+        "SHOP_CURRENCY": settings.SHOP_CURRENCY,
+        "PRICES_INCLUDE_TAX": settings.PRICES_INCLUDE_TAX,
+        "DEBUG": settings.DEBUG,
+    }

@@ -140,8 +140,10 @@ def _checked(lines: Iterable[PriceLine]) -> tuple[PriceLine, ...]:
     if not lines:
         raise PricingError("nothing to price")
     for line in lines:
-        if line.quantity < 1 or line.unit_price < 0 or line.unit_price != line.unit_price.quantize(
-            CENT
+        if (
+            line.quantity < 1
+            or line.unit_price < 0
+            or line.unit_price != line.unit_price.quantize(CENT)
         ):
             raise PricingError(f"{line.sku}: invalid quantity or price")
     return lines

@@ -91,7 +91,6 @@ def test_create_returns_the_order_with_its_access_token(api, catalog):
     assert Product.objects.get(sku="LAPTOP-14").stock == catalog["LAPTOP-14"].stock - 1
 
 
-
 def test_create_with_net_prices_adds_the_tax_and_still_adds_up(api, catalog, settings):
     settings.PRICES_INCLUDE_TAX = False  # a B2B shop: catalog prices are net
     order = create(api).json()
@@ -103,6 +102,7 @@ def test_create_with_net_prices_adds_the_tax_and_still_adds_up(api, catalog, set
         "total": "1235.98",
         "currency": "EUR",
     }
+
 
 def test_same_key_and_body_return_the_same_order(api, catalog):
     first = create(api).json()

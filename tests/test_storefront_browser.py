@@ -4,10 +4,12 @@ Stripe.js) and the shipping simulator. Screenshots of every step go to test-arti
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 
 import pytest
+from django.apps import apps
 
 # Playwright's sync API keeps an asyncio loop running in this thread; Django's ORM refuses to run
 # in a thread with a running loop unless told it is safe (it is: the loop never runs ORM code).
@@ -107,6 +109,9 @@ def test_guest_buys_two_products_and_watches_the_order_ship(shop, browser_page, 
     page.click("a:has-text('Check out')")
     # A card the payment provider refuses (a two-digit CVC): a sentence, not "Bad request".
     fill_checkout(page, email="ada@example.com", card=VISA_AS_PRINTED, cvc="12")
+    # The exact total for Great Britain, shown before paying (VAT 20 % included).
+    page.wait_for_selector("#quote-totals [data-country=GB]")
+    shown_total = page.inner_text("#cart-total")
     page.click("#place-order")
     page.wait_for_selector("#card-errors:has-text('could not be checked')")
     assert "Bad request" not in page.inner_text("#card-errors")
@@ -148,12 +153,52 @@ def test_guest_buys_two_products_and_watches_the_order_ship(shop, browser_page, 
 
     [intent] = intents_of(order)
     assert intent.status == "succeeded"
+    assert f"{intent.amount / 100:.2f} EUR" == shown_total  # charged what the checkout showed
     assert intent.payment_method == order.payment_method
 
     # The guest's way back: a signed link to the order page in the confirmation email.
     link = f"/orders/{order.id}/?token={order_access_token(order.id)}"
     confirmation = next(m for m in mailbox.messages() if order.number in m["Subject"])
     assert link in confirmation.get_body(("plain",)).get_content()
+
+
+@pytest.mark.parametrize("gross", [True, False], ids=["prices-incl-vat", "net-prices"])
+def test_checkout_totals_follow_the_country_without_a_reload(
+    live_server, settings, stripe_server, catalog, browser_page, gross
+):
+    """Issue 8: the checkout shows subtotal, shipping and tax for the chosen country and
+    updates them when the country changes, without reloading the page."""
+    seed = importlib.import_module("orders.migrations.0003_seed_tax_rates_and_copy_pricing_tables")
+    seed.seed_vat_rates(apps, None)  # live_server flushes the tables after each test
+    settings.STRIPE_JS_URL = stripe_server.js_url
+    settings.PRICES_INCLUDE_TAX = gross
+    page = browser_page
+    page.goto(live_server.url + "/products/MOUSE-01/")
+    page.click("button:has-text('Add to cart')")
+    page.wait_for_selector(".message:has-text('Mouse added to your cart.')")
+    page.goto(live_server.url + "/checkout/")
+    navigations = []
+    page.on("framenavigated", lambda frame: navigations.append(frame.url))
+
+    page.select_option("#id_country", "DE")
+    page.wait_for_selector("#quote-totals [data-country=DE]")
+    assert page.inner_text("#cart-tax-label").endswith("VAT 19 %")
+    de = page.inner_text("#cart-total"), page.inner_text("#cart-tax")
+    page.shot("checkout-germany")
+    page.select_option("#id_country", "HU")
+    page.wait_for_selector("#quote-totals [data-country=HU]")
+    assert page.inner_text("#cart-tax-label").endswith("VAT 27 %")
+    hu = page.inner_text("#cart-total"), page.inner_text("#cart-tax")
+    page.shot("checkout-hungary")
+    assert navigations == []  # no reload
+    assert page.inner_text("#cart-shipping") == "4.90 EUR"
+    if gross:
+        # 29.99 + 4.90 paid wherever it goes; the VAT in it is extracted at the country's rate
+        # (29.99 x 19/119 = 4.788 -> 4.79, 4.90 x 19/119 = 0.782 -> 0.78).
+        assert de == ("34.89 EUR", "5.57 EUR") and hu == ("34.89 EUR", "7.42 EUR")
+    else:
+        # Net 34.89 plus the country's VAT: 6.6291 -> 6.63, 9.4203 -> 9.42.
+        assert de == ("41.52 EUR", "6.63 EUR") and hu == ("44.31 EUR", "9.42 EUR")
 
 
 def test_declined_card_is_explained_and_nothing_is_charged(shop, browser_page):

@@ -30,7 +30,13 @@ TOTALS = {
 }
 
 
-def prepare(*, payment_method: str = "pm_card_visa", email: str = "ada@example.com") -> str:
+def prepare(
+    *,
+    payment_method: str = "pm_card_visa",
+    email: str = "ada@example.com",
+    totals: dict | None = TOTALS,
+) -> str:
+    """order.placed as billing sees it; `totals=None`: an event from before orders fixed them."""
     order_id = str(uuid.uuid4())
     services.payment_prepare(
         order_id=order_id,
@@ -39,6 +45,7 @@ def prepare(*, payment_method: str = "pm_card_visa", email: str = "ada@example.c
         payment_method=payment_method,
         currency="EUR",
         items=ITEMS,
+        totals=totals,
         order_url=f"/orders/{order_id}/",
     )
     return order_id

@@ -56,6 +56,21 @@ def test_an_invoice_that_does_not_match_the_order_is_refused_without_charging(st
     assert Payment.objects.get(order_id=other).failure_code == "amount_mismatch"
 
 
+def test_the_charge_must_be_the_total_the_order_was_placed_with(stripe_server):
+    """The order fixed its total at checkout (order.placed): an invoice with another total, even
+    one that adds up and has the same subtotal, is refused and nothing is charged."""
+    order_id = prepare()
+    assert Payment.objects.get(order_id=order_id).expected_total_minor == minor(TOTALS["total"])
+    other_tax = {**TOTALS, "shipping": "4.90", "tax": "212.97", "total": "1277.84"}
+    payment = charge(order_id, other_tax)
+    assert (payment.status, payment.failure_code) == (Payment.Status.FAILED, "amount_mismatch")
+    assert intents_for(order_id) == []
+    # An order.placed from before totals were fixed: the subtotal check alone still applies.
+    legacy = prepare(totals=None)
+    assert Payment.objects.get(order_id=legacy).expected_total_minor is None
+    assert charge(legacy, other_tax).status == Payment.Status.SUCCEEDED
+
+
 def test_invoice_before_order_placed_is_retried_not_lost(stripe_server):
     with pytest.raises(services.PaymentNotReady):
         charge("7c9e6679-7425-40de-944b-e07fc1f90ae7")

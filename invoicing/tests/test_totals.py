@@ -2,8 +2,8 @@ from decimal import Decimal
 
 import pytest
 
-from invoicing.totals import TotalsError, lines_from_snapshot, rate_percent
 from invoicing.tests.factories import item
+from invoicing.totals import TotalsError, lines_from_snapshot, rate_percent
 
 
 @pytest.mark.parametrize(
