@@ -3,11 +3,15 @@ double submit, back button), accounts and order pages."""
 
 from __future__ import annotations
 
+import importlib
 import re
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
+from django.apps import apps
 from django.contrib.auth import get_user_model
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -250,6 +254,101 @@ def test_checkout_places_the_order_and_shows_its_page(client, catalog):
     assert cart_of(client) == {}
     page = client.get(response["Location"]).content.decode()
     assert f"Order {order.number}" in page and "Placed" in page
+
+
+@pytest.fixture
+def seeded():
+    # Transactional tests elsewhere (live server) flush the seeded VAT rates; the seed is
+    # idempotent.
+    importlib.import_module(
+        "orders.migrations.0003_seed_tax_rates_and_copy_pricing_tables"
+    ).seed_vat_rates(apps, None)
+
+
+def _text(response) -> str:
+    return " ".join(re.sub(r"<[^>]+>", " ", response.content.decode()).split())
+
+
+def test_cart_quotes_the_exact_total_for_the_shop_country_then_the_chosen_one(
+    client, catalog, seeded, settings
+):
+    settings.PRICES_INCLUDE_TAX, settings.SHOP_COUNTRY = True, "DE"
+    settings.SHIPPING_FEE, settings.FREE_SHIPPING_THRESHOLD = Decimal("4.90"), Decimal("100.00")
+    add(client, "MOUSE-01", 2)  # 59.98 incl. VAT
+    page = client.get(reverse("orders:cart"))
+    text = _text(page)
+    assert '<option value="DE" selected>' in page.content.decode()
+    # 59.98 x 19/119 = 9.577 -> 9.58, 4.90 x 19/119 = 0.782 -> 0.78: included, the total is
+    # goods + shipping as shown, and adds up visibly.
+    for expected in (
+        "Subtotal (incl. VAT) 59.98 EUR",
+        "Shipping to Germany 4.90 EUR",
+        "Total 64.88 EUR",
+        "incl. VAT 19 % 10.36 EUR",
+        "Shipping to Germany is free from 100.00 EUR.",
+    ):
+        assert expected in text, expected
+    # Without JavaScript: the form's Recalculate button submits ?country=; the choice is kept.
+    assert "Recalculate" in text
+    text = _text(client.get(reverse("orders:cart"), {"country": "hu"}))
+    assert "Shipping to Hungary 4.90 EUR" in text and "incl. VAT 27 % 13.79 EUR" in text
+    assert client.session["quote_country"] == "HU"
+    assert "incl. VAT 27 %" in _text(client.get(reverse("orders:cart")))
+
+
+def test_cart_in_net_mode_adds_the_vat_line_before_the_total(client, catalog, seeded, settings):
+    settings.PRICES_INCLUDE_TAX = False
+    add(client, "MOUSE-01", 2)
+    text = _text(client.get(reverse("orders:cart"), {"country": "FR"}))
+    # Net 59.98 + 4.90 = 64.88, VAT 20 % = 12.976 -> 12.98: 77.86.
+    assert (
+        "Subtotal (excl. VAT) 59.98 EUR Shipping to France 4.90 EUR VAT 20 % 12.98 EUR "
+        "Total 77.86 EUR"
+    ) in text
+
+
+def test_cart_totals_json_for_a_country_and_refuses_unknown_ones(client, catalog, seeded, settings):
+    settings.PRICES_INCLUDE_TAX = True
+    add(client, "LAPTOP-14")
+    data = client.get(reverse("orders:cart-totals"), {"country": "FI"}).json()
+    assert data["country"] == "FI"
+    # 999.99 x 25.5/125.5 = 203.185 -> 203.19; shipping free from 100.00.
+    assert data["totals"] == {
+        "subtotal": "796.80",
+        "shipping": "0.00",
+        "tax": "203.19",
+        "total": "999.99",
+        "currency": "EUR",
+    }
+    assert 'id="cart-total">999.99 EUR<' in data["html"]
+    assert client.session["quote_country"] == "FI"
+    bad = client.get(reverse("orders:cart-totals"), {"country": "XX"})
+    assert bad.status_code == 400 and "XX" in bad.json()["error"]
+    empty = Client().get(reverse("orders:cart-totals"), {"country": "DE"}).json()
+    assert empty["totals"] is None
+
+
+def test_checkout_recalculates_without_javascript_and_places_what_it_showed(
+    client, catalog, seeded
+):
+    add(client, "MOUSE-01", 2)
+    token = checkout_token(client)
+    data = {**CHECKOUT, "checkout_token": token, "country": "SE", "recalculate": "1"}
+    page = client.post(reverse("orders:checkout"), data)
+    assert page.status_code == 200 and not Order.objects.exists()
+    text = _text(page)
+    assert "Shipping to Sweden" in text and "incl. VAT 25 %" in text
+    assert 'value="Ada Lovelace"' in page.content.decode()  # the answers stay
+    assert "This field is required" not in text
+    shown = re.search(r"Total ([\d.]+) EUR", text).group(1)
+    del data["recalculate"]
+    client.post(reverse("orders:checkout"), data)
+    order = Order.objects.get()
+    assert (order.ship_country, str(order.total), order.tax_rate) == (
+        "SE",
+        shown,
+        Decimal("0.2500"),
+    )
 
 
 def test_form_labels_have_no_colon(client, catalog):
