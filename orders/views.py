@@ -31,6 +31,7 @@ from orders.forms import (
     SignUpForm,
 )
 from orders.models import Product
+from orders.pricing import rate_percent
 from orders.serializers import OrderSerializer
 from orders.services import CartItem, OutOfStockError, order_checkout, request_fingerprint
 from orders.tokens import order_access_token
@@ -305,6 +306,7 @@ def _live_context(request, order) -> dict:
         "order": order,
         "token": token,
         "steps": presenters.order_steps(order),
+        "tax_percent": rate_percent(order.tax_rate) if order.tax_rate is not None else "",
         "ended": presenters.order_ended(order),
         "settled": presenters.order_settled(order, now=timezone.now()),
         "timeline": presenters.timeline_rows(order),

@@ -342,8 +342,11 @@ def test_checkout_recalculates_without_javascript_and_places_what_it_showed(
     assert "This field is required" not in text
     shown = re.search(r"Total ([\d.]+) EUR", text).group(1)
     del data["recalculate"]
-    client.post(reverse("orders:checkout"), data)
+    placed = client.post(reverse("orders:checkout"), data)
     order = Order.objects.get()
+    # The order page shows the same numbers, the same way (VAT included).
+    text = _text(client.get(placed.url))
+    assert f"Total {shown} EUR incl. VAT 25 % {order.tax} EUR" in text
     assert (order.ship_country, str(order.total), order.tax_rate) == (
         "SE",
         shown,
