@@ -20,7 +20,7 @@ from django.views.decorators.http import require_POST
 
 from chargeflow.errors import ApplicationError
 from chargeflow.redirects import safe_local_path
-from chargeflow.throttling import storefront_throttled
+from chargeflow.throttling import CHECKOUT_THROTTLES, QuoteThrottle, storefront_throttled
 from orders import cart, presenters, selectors
 from orders.countries import COUNTRY_CODES, country_choices
 from orders.forms import (
@@ -161,6 +161,9 @@ def cart_totals(request):
     """The cart's totals for `?country=XX` as JSON (the cart and checkout pages update with it
     when the country changes, without a reload): the amounts and the rendered totals block (one
     template for the page and for this, no rendering in JS). Remembers the choice."""
+    throttled = storefront_throttled(request, (QuoteThrottle,))
+    if throttled is not None:
+        return throttled
     code = request.GET.get("country", "").strip().upper()
     if code not in COUNTRY_CODES:
         return JsonResponse({"error": f"Unknown country {code!r}."}, status=400)
@@ -217,7 +220,12 @@ def checkout(request):
         if placed and str(placed.id) in request.session.get(PLACED_ORDERS_KEY, []):
             messages.info(request, f"Order {placed.number} was already placed with this form.")
             return redirect(_order_url(placed))
-        throttled = storefront_throttled(request)
+        # "Recalculate" (the totals for another country, without JavaScript) places nothing: it
+        # counts as a price quote, not as a checkout attempt.
+        recalculating = "recalculate" in request.POST
+        throttled = storefront_throttled(
+            request, (QuoteThrottle,) if recalculating else CHECKOUT_THROTTLES
+        )
         if throttled is not None:
             return throttled
     lines = _lines_with_notices(request)
@@ -226,7 +234,7 @@ def checkout(request):
         return redirect("orders:product-list")
     problems = [line.problem for line in lines if line.problem]
     country = cart.quote_country(request.session, request.POST.get("country"))
-    # "Recalculate" (the totals for another country, without JavaScript): the same answers back.
+    # "Recalculate": the same answers back, with the totals for the posted country.
     recalculate = request.method == "POST" and "recalculate" in request.POST
     if recalculate:
         form = CheckoutForm(initial={**request.POST.dict(), "payment_method": ""})

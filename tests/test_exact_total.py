@@ -48,6 +48,17 @@ CASES = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _unthrottled(settings):
+    """One client places 30 orders a minute here: the storefront's rate limits are for humans
+    (tests/test_rate_limits.py covers them)."""
+    rates = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {**rates, "checkout": None, "checkout_ip": None, "quote": None},
+    }
+
+
 @pytest.fixture
 def seeded():
     # A transactional test elsewhere may have flushed the seeded rows; the seed is idempotent.

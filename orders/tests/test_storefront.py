@@ -328,6 +328,17 @@ def test_cart_totals_json_for_a_country_and_refuses_unknown_ones(client, catalog
     assert empty["totals"] is None
 
 
+def test_cart_totals_are_rate_limited_as_quotes(client, catalog, settings):
+    rates = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {**rates, "quote": "2/min"},
+    }
+    add(client, "MOUSE-01")
+    url = reverse("orders:cart-totals")
+    assert [client.get(url, {"country": "DE"}).status_code for _ in range(3)] == [200, 200, 429]
+
+
 def test_checkout_recalculates_without_javascript_and_places_what_it_showed(
     client, catalog, seeded
 ):
