@@ -106,6 +106,20 @@ def place_order(
     return response.json()
 
 
+def authorize_intent(intent_id: str, card: str = "pm_card_visa"):
+    """What Stripe.js does on the checkout page: confirm the PaymentIntent with a card (on the
+    Stripe emulator; needs the `stripe_server` fixture). Returns the intent."""
+    from billing.stripe_client import stripe_client
+
+    return stripe_client().v1.payment_intents.confirm(intent_id, params={"payment_method": card})
+
+
+def intent_status(intent_id: str) -> str:
+    from billing.stripe_client import stripe_client
+
+    return stripe_client().v1.payment_intents.retrieve(intent_id).status
+
+
 # --- Session-wide settings -----------------------------------------------------------------
 
 

@@ -137,11 +137,11 @@ def payment_prepare(
     order_url: str = "",
 ) -> Payment:
     """Record what billing needs from order.placed: how the order pays (an authorization made
-    on the checkout page, or a payment method to charge), and the order's totals (fixed at
-    checkout) that the invoice must match: the amount collected is the total the shopper saw.
-    (Without `totals`, an older event: the line totals' sum.)"""
-    if totals:
-        subtotal, total = to_minor(totals["subtotal"]), to_minor(totals["total"])
+    on the checkout page, or a payment method to charge), and the amounts the invoice must match
+    (the order's totals, fixed at checkout: the total the shopper saw, and the net subtotal; an
+    order.placed without totals, from before they were fixed: the line totals' sum only)."""
+    if totals and totals.get("total"):
+        subtotal, total = to_minor(str(totals["subtotal"])), to_minor(str(totals["total"]))
     else:
         subtotal, total = sum((to_minor(str(i["line_total"])) for i in items), 0), None
     authorized = bool(payment_intent)

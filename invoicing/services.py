@@ -144,7 +144,7 @@ def _pdf_discard(path: str, *, kept: str) -> None:
         default_storage.delete(path)
 
 
-def _shown(amount) -> str:
+def _amount_or_blank(amount) -> str:
     return "" if amount is None else str(amount)
 
 
@@ -189,8 +189,8 @@ def invoice_render(*, invoice_id: int) -> Invoice:
                         "tax_name": invoice.tax_name,
                         "tax_percent": rate_percent(invoice.tax_rate),
                         "prices_include_tax": invoice.prices_include_tax,
-                        "goods_shown": _shown(invoice.goods_shown),
-                        "shipping_shown": _shown(invoice.shipping_shown),
+                        "goods_shown": _amount_or_blank(invoice.goods_shown),
+                        "shipping_shown": _amount_or_blank(invoice.shipping_shown),
                     },
                     "amount": str(invoice.total),
                     "pdf_path": invoice.pdf.name,

@@ -20,7 +20,7 @@ from django.views.decorators.http import require_POST
 
 from chargeflow.errors import ApplicationError
 from chargeflow.redirects import safe_local_path
-from chargeflow.throttling import storefront_throttled
+from chargeflow.throttling import QuoteThrottle, storefront_throttled
 from orders import cart, presenters, selectors
 from orders.checkout import CheckoutPlaced, checkout_hold, checkout_place
 from orders.countries import COUNTRY_CODES, country_choices
@@ -162,6 +162,9 @@ def cart_totals(request):
     """The cart's totals for `?country=XX` as JSON (the cart and checkout pages update with it
     when the country changes, without a reload): the amounts and the rendered totals block (one
     template for the page and for this, no rendering in JS). Remembers the choice."""
+    throttled = storefront_throttled(request, (QuoteThrottle,))
+    if throttled is not None:
+        return throttled
     code = request.GET.get("country", "").strip().upper()
     if code not in COUNTRY_CODES:
         return JsonResponse({"error": f"Unknown country {code!r}."}, status=400)
@@ -187,7 +190,10 @@ def _order_url(order) -> str:
 
 
 def _new_form(request) -> CheckoutForm:
-    initial = {"checkout_token": secrets.token_urlsafe(24)}
+    initial = {
+        "checkout_token": secrets.token_urlsafe(24),
+        "country": cart.quote_country(request.session),
+    }
     if request.user.is_authenticated:
         initial["email"] = request.user.email
     initial["country"] = cart.quote_country(request.session, None)
@@ -215,6 +221,12 @@ def checkout(request):
     the card (3-D Secure in the page); `checkout_complete` places the order. A POST here is the
     page without JavaScript: "Recalculate" (the totals for another country), or a form whose
     card could not be entered."""
+    if request.method == "POST":
+        # Without JavaScript: "Recalculate", or a form whose card could not be entered. It
+        # places nothing, so it counts as a price quote.
+        throttled = storefront_throttled(request, (QuoteThrottle,))
+        if throttled is not None:
+            return throttled
     lines = _lines_with_notices(request)
     if not lines:
         messages.info(request, "Your cart is empty.")

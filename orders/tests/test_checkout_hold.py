@@ -16,8 +16,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from billing.stripe_client import stripe_client
-from conftest import GUEST_ADDRESS
+from conftest import GUEST_ADDRESS, authorize_intent, intent_status
 from orders.checkout import checkout_hold, checkout_place, checkouts_expire_due, checkouts_sweep
 from orders.models import Checkout, Order, Product
 from orders.services import CartItem, OutOfStockError
@@ -39,12 +38,7 @@ def hold(product, *, token=None, quantity=1):
     )
 
 
-def authorize(intent_id: str, card: str = "pm_card_visa") -> None:
-    stripe_client().v1.payment_intents.confirm(intent_id, params={"payment_method": card})
-
-
-def intent_status(intent_id: str) -> str:
-    return stripe_client().v1.payment_intents.retrieve(intent_id).status
+authorize = authorize_intent
 
 
 def stock(product) -> int:

@@ -87,7 +87,7 @@ def test_many_buyers_of_many_units_never_oversell():
 def test_concurrent_double_submit_of_one_checkout_form_places_one_order(catalog, stripe_server):
     """A double click sends Pay twice, and the page's completion may race the webhook: one hold,
     one PaymentIntent, one order."""
-    from billing.stripe_client import stripe_client
+    from conftest import authorize_intent
 
     browser = Client()
     add(browser, "MOUSE-01", 2)
@@ -105,7 +105,7 @@ def test_concurrent_double_submit_of_one_checkout_form_places_one_order(catalog,
     assert len({r.json()["payment_intent"] for r in paid}) == 1
     assert Product.objects.get(sku="MOUSE-01").stock == catalog["MOUSE-01"].stock - 2
     intent = paid[0].json()["payment_intent"]
-    stripe_client().v1.payment_intents.confirm(intent, params={"payment_method": "pm_card_visa"})
+    authorize_intent(intent)
     done = {"checkout_token": token, "payment_intent": intent}
     responses = _race(4, lambda _i: tab().post(reverse("orders:checkout-complete"), done))
 

@@ -15,6 +15,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from conftest import authorize_intent
 from orders.models import Checkout, Order, Product, TimelineEntry
 from orders.tests.factories import ProductFactory
 
@@ -59,13 +60,9 @@ def buy(client, form: dict, *, card: str = "pm_card_visa"):
     """What the checkout page does in a browser: POST /checkout/pay/, confirm the PaymentIntent
     with the card (Stripe.js does it in the page), POST /checkout/complete/. Returns the last
     JSON response (its `redirect` is the order page)."""
-    from billing.stripe_client import stripe_client
-
     answer = pay(client, form)
     assert answer.status_code == 200, answer.content
-    stripe_client().v1.payment_intents.confirm(
-        answer.json()["payment_intent"], params={"payment_method": card}
-    )
+    authorize_intent(answer.json()["payment_intent"], card)
     return client.post(
         reverse("orders:checkout-complete"),
         {
@@ -353,6 +350,17 @@ def test_cart_totals_json_for_a_country_and_refuses_unknown_ones(client, catalog
     assert empty["totals"] is None
 
 
+def test_cart_totals_are_rate_limited_as_quotes(client, catalog, settings):
+    rates = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {**rates, "quote": "2/min"},
+    }
+    add(client, "MOUSE-01")
+    url = reverse("orders:cart-totals")
+    assert [client.get(url, {"country": "DE"}).status_code for _ in range(3)] == [200, 200, 429]
+
+
 def test_checkout_recalculates_without_javascript_and_places_what_it_showed(
     client, catalog, seeded
 ):
@@ -451,12 +459,8 @@ def test_a_second_card_after_a_decline_uses_the_same_hold_and_intent(client, cat
     token = checkout_token(client)
     form = {**CHECKOUT, "checkout_token": token}
     first = pay(client, form).json()
-    from billing.stripe_client import stripe_client
-
     with pytest.raises(Exception, match="declined"):
-        stripe_client().v1.payment_intents.confirm(
-            first["payment_intent"], params={"payment_method": "pm_card_chargeCustomerFail"}
-        )
+        authorize_intent(first["payment_intent"], "pm_card_chargeCustomerFail")
     refused = client.post(
         reverse("orders:checkout-complete"),
         {"checkout_token": token, "payment_intent": first["payment_intent"]},
