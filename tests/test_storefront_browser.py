@@ -135,7 +135,9 @@ def intents_of(checkout_or_order) -> list:
     """The PaymentIntents opened for a checkout (the order has the checkout's id)."""
     return [
         pi
-        for pi in stripe_client().v1.payment_intents.list(params={"limit": 100}).data
+        for pi in stripe_client()
+        .v1.payment_intents.list(params={"limit": 100})
+        .auto_paging_iter()  # every page: the session's emulator holds hundreds of intents
         if pi.metadata.get("order_id") == str(checkout_or_order.id)
     ]
 
