@@ -41,6 +41,12 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/djlint templates */templates --reformat
 
+# The long fuzz run (docs/api.md): schemathesis, 500 examples per API operation (> 2,000 cases),
+# against the live app; figures in test-artifacts/fuzz-summary.txt.
+fuzz: install
+	eval "$$($(PY) scripts/services_env.py)"; FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} $(PY) -m pytest tests/test_openapi.py -k fuzz -q -p no:cacheprovider
+	cat test-artifacts/fuzz-summary.txt
+
 bench: install
 	eval "$$($(PY) scripts/services_env.py)"; $(PY) bench/pipeline.py $(BENCH_ARGS)
 

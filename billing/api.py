@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing import services
+from billing import api_docs, services
 from billing.models import Refund
 from chargeflow.money import from_minor
 
@@ -42,6 +43,7 @@ class OrderRefundView(APIView):
 
     permission_classes = (IsAdminUser,)
 
+    @extend_schema(request=RefundRequestSerializer, **api_docs.REFUND)
     def post(self, request, order_id):
         key = request.headers.get("Idempotency-Key", "").strip()
         if not key or len(key) > 80:

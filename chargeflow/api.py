@@ -25,3 +25,40 @@ def exception_handler(exc, context):
             status=status.HTTP_500_INTERNAL_SERVER_ERROR,
         )
     return response
+
+
+def _wants_json(request) -> bool:
+    return request.path.startswith("/api/")
+
+
+def json_error(message: str, status_code: int, code: str):
+    from django.http import JsonResponse
+
+    return JsonResponse({"detail": message, "code": code}, status=status_code)
+
+
+def page_not_found(request, exception=None):
+    """handler404: JSON under /api/ (a path the API's routes do not match), HTML elsewhere."""
+    if _wants_json(request):
+        return json_error("Not found.", 404, "not_found")
+    from django.views.defaults import page_not_found as html_404
+
+    return html_404(request, exception)
+
+
+def bad_request(request, exception=None):
+    """handler400: JSON under /api/ (e.g. a request Django itself refuses), HTML elsewhere."""
+    if _wants_json(request):
+        return json_error("Bad request.", 400, "bad_request")
+    from django.views.defaults import bad_request as html_400
+
+    return html_400(request, exception)
+
+
+def server_error(request):
+    """handler500: JSON under /api/ like the API's own error handler, HTML elsewhere."""
+    if _wants_json(request):
+        return json_error("Internal error; it has been logged.", 500, "internal_error")
+    from django.views.defaults import server_error as html_500
+
+    return html_500(request)

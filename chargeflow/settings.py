@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
@@ -108,6 +109,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
+    "drf_spectacular",
+    "csp",
+    "drf_spectacular_sidecar",  # Swagger UI served from here: no CDN
     "anymail",
     "outbox",
     "orders",
@@ -121,6 +125,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "chargeflow.middleware.RejectNulBytesMiddleware",
+    "chargeflow.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -286,6 +291,7 @@ REST_FRAMEWORK = {
     # JSON only, with size and depth limits (chargeflow/parsers.py).
     "DEFAULT_PARSER_CLASSES": ["chargeflow.parsers.SafeJSONParser"],
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # Rates per client (the user, else the IP address) and per IP address; "N/s|min|hour|day".
     # Over a rate: 429 with Retry-After (chargeflow/throttling.py, docs/security.md).
     "DEFAULT_THROTTLE_RATES": {
@@ -296,6 +302,24 @@ REST_FRAMEWORK = {
     },
     # Trusted reverse proxies in front of the app (X-Forwarded-For); unset: REMOTE_ADDR.
     "NUM_PROXIES": env_int("NUM_PROXIES", 0) if env("NUM_PROXIES") else None,
+}
+
+# The OpenAPI document at /api/schema/ (Swagger UI at /api/docs/): docs/api.md.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ChargeFlow API",
+    "DESCRIPTION": (
+        "The shop's public API (stable: extended, never broken). Amounts are decimal strings."
+        " Rate-limited requests get 429 with Retry-After."
+    ),
+    "VERSION": "1.0.0",
+    "OAS_VERSION": "3.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_GENERATE_CHOICE_DESCRIPTION": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Shop ------------------------------------------------------------------------------------
@@ -318,6 +342,9 @@ SELLER = {
     "email": env("SELLER_EMAIL", "billing@chargeflow.example"),
 }
 STUCK_ORDER_MINUTES = env_int("STUCK_ORDER_MINUTES", 15)
+# Guest links to an order (emails, the 3-D Secure return) expire after this many days; the
+# customer can still log in, or use the API's X-Order-Token. docs/security.md.
+ORDER_LINK_MAX_AGE_DAYS = env_int("ORDER_LINK_MAX_AGE_DAYS", 30)
 
 # --- Stripe ----------------------------------------------------------------------------------
 STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", dev_default("sk_test_chargeflow_local"))
@@ -341,6 +368,34 @@ BILLING_ACTION_TIMEOUT_MINUTES = env_int("BILLING_ACTION_TIMEOUT_MINUTES", CHECK
 # How long a Stripe call in flight belongs to the worker that started it; after that (the worker
 # died), a redelivery resumes it with the same idempotency key. Longer than a call with retries.
 BILLING_STEP_LEASE_SECONDS = env_int("BILLING_STEP_LEASE_SECONDS", 90)
+
+
+# --- Content-Security-Policy (django-csp; docs/security.md) -------------------------------------
+# Scripts only from this site, Stripe.js's origin and inline scripts carrying the request's nonce;
+# Stripe's frames and API. chargeflow.middleware.CSPMiddleware adds the Stripe origins from
+# STRIPE_JS_URL and STRIPE_API_BASE (js.stripe.com, api.stripe.com and hooks.stripe.com for the
+# real Stripe). Inline styles are allowed (style attributes in the pages and the admin, Stripe
+# Elements). CSP_REPORT_ONLY=true tries a change out without enforcing it.
+_CSP = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "frame-src": [SELF],
+        "worker-src": [SELF, "blob:"],
+        "frame-ancestors": [SELF],
+        "form-action": [SELF],
+        "base-uri": [SELF],
+        "object-src": [NONE],
+    }
+}
+if env_bool("CSP_REPORT_ONLY", False):
+    CONTENT_SECURITY_POLICY_REPORT_ONLY = _CSP
+else:
+    CONTENT_SECURITY_POLICY = _CSP
 
 # --- Shipping partner ------------------------------------------------------------------------
 SHIPPING_PARTNER_URL = env("SHIPPING_PARTNER_URL", "http://127.0.0.1:8430").rstrip("/")

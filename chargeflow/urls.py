@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from chargeflow.auth_views import LoginView
 from chargeflow.health import health
@@ -9,6 +10,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/login/", LoginView.as_view(), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("orders.api_urls")),
     path("api/v1/", include("billing.api_urls")),
     path("billing/", include("billing.urls")),
@@ -16,3 +19,8 @@ urlpatterns = [
     path("anymail/", include("anymail.urls")),  # ESP tracking webhooks (notifications)
     path("", include("orders.urls")),
 ]
+
+# JSON errors under /api/ (paths the API's routes do not match, requests Django refuses).
+handler400 = "chargeflow.api.bad_request"
+handler404 = "chargeflow.api.page_not_found"
+handler500 = "chargeflow.api.server_error"

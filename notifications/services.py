@@ -374,10 +374,9 @@ def _attempt_sent(*, attempt_id: int, message_id: str) -> EmailLog:
             },
         )
     logger.info(
-        "order %s: %s email sent to %s (attempt %s%s, %s %s)",
+        "order %s: %s email sent (attempt %s%s, %s %s)",  # no address: PII stays out of logs
         log.order_id,
         log.kind,
-        log.recipient,
         attempt.number,
         ", forced resend" if attempt.forced else "",
         attempt.provider,
@@ -406,11 +405,10 @@ def _attempt_failed(*, attempt_id: int, error: str, refused: bool) -> EmailLog:
             log.next_attempt_at = timezone.now() + _retry_delay(log.attempts)
         log.save()
     logger.warning(
-        "order %s: %s email attempt %s to %s failed (%s, next %s): %s",
+        "order %s: %s email attempt %s failed (%s, next %s): %s",  # no address in logs
         log.order_id,
         log.kind,
         attempt.number,
-        log.recipient,
         log.status,
         log.next_attempt_at,
         error,

@@ -6,12 +6,13 @@ import uuid
 
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chargeflow.throttling import CHECKOUT_THROTTLES, OrderLookupThrottle
-from orders import selectors
+from orders import api_docs, selectors
 from orders.checkout import checkout_place_for_api, checkout_quote
 from orders.serializers import (
     OrderCreateSerializer,
@@ -21,14 +22,28 @@ from orders.serializers import (
     order_with_token,
 )
 from orders.services import CartItem, order_checkout, request_fingerprint
+from orders.tokens import session_allows
 
 TOKEN_HEADER = "HTTP_X_ORDER_TOKEN"
 
 
 def request_token(request) -> str | None:
-    return request.META.get(TOKEN_HEADER) or request.GET.get("token")
+    """The access token, from the X-Order-Token header only: never in a URL (access logs)."""
+    return request.META.get(TOKEN_HEADER)
 
 
+def _document_order(request, order_id):
+    """The order whose document is asked for: owner, staff, X-Order-Token, or a browser session
+    holding a grant for it (the order page's PDF links)."""
+    order = selectors.order_for_viewer(
+        order_id=order_id, user=request.user, token=request_token(request)
+    )
+    if order is None and session_allows(request.session, order_id):
+        order = selectors.order_detail_queryset().filter(pk=order_id).first()
+    return order
+
+
+@extend_schema_view(get=extend_schema(**api_docs.PRODUCTS))
 class ProductListView(generics.ListAPIView):
     serializer_class = ProductSerializer
 
@@ -39,6 +54,7 @@ class ProductListView(generics.ListAPIView):
 class OrderCreateView(APIView):
     throttle_classes = CHECKOUT_THROTTLES
 
+    @extend_schema(request=OrderCreateSerializer, **api_docs.CREATE)
     def post(self, request):
         serializer = OrderCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -109,6 +125,7 @@ class PaymentIntentCreateView(APIView):
 class OrderDetailView(APIView):
     throttle_classes = (OrderLookupThrottle,)
 
+    @extend_schema(**api_docs.DETAIL)
     def get(self, request, order_id):
         order = selectors.order_for_viewer(
             order_id=order_id, user=request.user, token=request_token(request)
@@ -128,18 +145,14 @@ def _document_response(path: str, filename: str) -> FileResponse:
 
 # Documents are plain Django views (no API content negotiation): browsers and clients alike.
 def invoice_pdf(request, order_id):
-    order = selectors.order_for_viewer(
-        order_id=order_id, user=request.user, token=request_token(request)
-    )
+    order = _document_order(request, order_id)
     if order is None or not order.invoice_number:
         raise Http404
     return _document_response(order.invoice_pdf_path, f"invoice-{order.invoice_number}.pdf")
 
 
 def credit_note_pdf(request, order_id, number):
-    order = selectors.order_for_viewer(
-        order_id=order_id, user=request.user, token=request_token(request)
-    )
+    order = _document_order(request, order_id)
     note = order.credit_notes.filter(number=number).first() if order else None
     if note is None:
         raise Http404

@@ -1,12 +1,27 @@
-"""Order access tokens for guests: an HMAC of the order id, so nothing secret is stored and the
-same token can be given again (idempotent replays, the link in every email). Rotating
-SECRET_KEY invalidates all of them."""
+"""How a guest reaches their order (docs/security.md, "Order access").
+
+- The API's access token (`access_token` in the create response, sent back as `X-Order-Token`):
+  an HMAC of the order id, so nothing secret is stored and the same token can be given again
+  (idempotent replays). Travels in a header only.
+- Guest links (emails, the 3-D Secure return): `/orders/<id>/?token=<signed link token>`, which
+  expires after ORDER_LINK_MAX_AGE_DAYS. The order page exchanges it once for a grant in the
+  session and redirects to the token-less URL, so the token is in one request line only; the
+  page, its status polling and its PDF links then use the session.
+
+Rotating SECRET_KEY invalidates both."""
+
+from datetime import timedelta
 
 from django.conf import settings
+from django.core import signing
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 SALT = "chargeflow.orders.access-token"
+LINK_SALT = "chargeflow.orders.link"
+SESSION_KEY = "order_access"  # order ids this browser session may see
+SESSION_MAX_ORDERS = 50
 
 
 def order_access_token(order_id) -> str:
@@ -17,6 +32,41 @@ def order_token_valid(order_id, token: str | None) -> bool:
     return bool(token) and constant_time_compare(order_access_token(order_id), token)
 
 
+def _link_max_age() -> timedelta:
+    return timedelta(days=settings.ORDER_LINK_MAX_AGE_DAYS)
+
+
+def order_link_token(order_id) -> str:
+    """`<timestamp>:<signature>` of the order id (the id itself is in the URL already)."""
+    return signing.TimestampSigner(salt=LINK_SALT).sign(str(order_id)).split(":", 1)[1]
+
+
+def order_link_valid(order, token: str | None) -> bool:
+    """A signed link token not older than ORDER_LINK_MAX_AGE_DAYS; or, for links sent before
+    signed links existed, the access token of an order placed within that time."""
+    if not token or len(token) > 200:
+        return False
+    try:
+        signing.TimestampSigner(salt=LINK_SALT).unsign(
+            f"{order.id}:{token}", max_age=_link_max_age()
+        )
+        return True
+    except signing.BadSignature:  # also SignatureExpired
+        pass
+    return order_token_valid(order.id, token) and order.created_at > timezone.now() - (
+        _link_max_age()
+    )
+
+
 def order_link(order) -> str:
     path = reverse("orders:order-detail", args=[order.id])
-    return f"{settings.SITE_URL}{path}?token={order_access_token(order.id)}"
+    return f"{settings.SITE_URL}{path}?token={order_link_token(order.id)}"
+
+
+def session_grant(session, order_id) -> None:
+    ids = [i for i in session.get(SESSION_KEY, []) if i != str(order_id)]
+    session[SESSION_KEY] = [*ids[-(SESSION_MAX_ORDERS - 1) :], str(order_id)]
+
+
+def session_allows(session, order_id) -> bool:
+    return str(order_id) in session.get(SESSION_KEY, [])

@@ -35,7 +35,7 @@ from orders.models import Product
 from orders.pricing import rate_percent
 from orders.serializers import OrderSerializer
 from orders.services import CartItem, OutOfStockError
-from orders.tokens import order_access_token
+from orders.tokens import order_link_valid, session_allows, session_grant
 
 PLACED_ORDERS_KEY = "placed_orders"
 ORDER_PLACED_TAG = "order-placed"  # the "Thank you" message; order.js hides it if the order ends
@@ -184,9 +184,10 @@ def cart_totals(request):
 # --- Checkout ----------------------------------------------------------------------------------
 
 
-def _order_url(order) -> str:
-    url = reverse("orders:order-detail", args=[order.id])
-    return f"{url}?token={order_access_token(order.id)}"
+def _order_url(request, order) -> str:
+    """The order page, token-less: this session may see the order from now on."""
+    session_grant(request.session, order.id)
+    return reverse("orders:order-detail", args=[order.id])
 
 
 def _new_form(request) -> CheckoutForm:
@@ -211,7 +212,7 @@ def _placed(request, order) -> str:
         f"Thank you! Your card is authorized and order {order.number} is placed.",
         extra_tags=ORDER_PLACED_TAG,
     )
-    return _order_url(order)
+    return _order_url(request, order)
 
 
 @never_cache
@@ -279,7 +280,7 @@ def checkout_pay(request):
     if mine and started.status == started.Status.PLACED:
         order = selectors.order_for_checkout(checkout=started)
         messages.info(request, f"Order {order.number} was already placed with this form.")
-        return JsonResponse({"redirect": _order_url(order)})
+        return JsonResponse({"redirect": _order_url(request, order)})
     throttled = storefront_throttled(request)
     if throttled is not None:
         return throttled
@@ -357,19 +358,21 @@ def checkout_complete(request):
 
 
 def _viewable_order(request, order_id):
+    """The order for its owner, staff, a session holding a grant (from a guest link or the
+    checkout) or a client sending the access token in X-Order-Token; else 404."""
     order = selectors.order_for_viewer(
-        order_id=order_id, user=request.user, token=request.GET.get("token")
+        order_id=order_id, user=request.user, token=request.headers.get("X-Order-Token")
     )
+    if order is None and session_allows(request.session, order_id):
+        order = selectors.order_detail_queryset().filter(pk=order_id).first()
     if order is None:
         raise Http404
     return order
 
 
 def _live_context(request, order) -> dict:
-    token = request.GET.get("token", "")
     return {
         "order": order,
-        "token": token,
         "steps": presenters.order_steps(order),
         "tax_percent": rate_percent(order.tax_rate) if order.tax_rate is not None else "",
         "ended": presenters.order_ended(order),
@@ -384,6 +387,14 @@ def _live_context(request, order) -> dict:
 
 @never_cache
 def order_detail(request, order_id):
+    if "token" in request.GET:
+        # A guest link: exchanged for a grant in the session, then the token-less URL (the
+        # token appears in one request line only, never in the page or its requests).
+        linked = selectors.order_detail_queryset().filter(pk=order_id).first()
+        if linked is not None and order_link_valid(linked, request.GET["token"]):
+            session_grant(request.session, linked.id)
+        _viewable_order(request, order_id)  # 404 for a wrong or expired link (unless allowed)
+        return redirect("orders:order-detail", order_id=order_id)
     order = _viewable_order(request, order_id)
     context = _live_context(request, order)
     context["ship_country_name"] = presenters.country_name(order.ship_country)

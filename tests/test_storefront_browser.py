@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 VISA_AS_PRINTED = "4242 4242 4242 4242"  # how the README (and the card) shows it
 DECLINED = "4000 0000 0000 0341"  # Stripe's test card: "Your card was declined."
 NEEDS_3DS = "4000 0025 0000 3155"  # Stripe's test card: 3-D Secure required
-ORDER_PAGE = re.compile(r"/orders/[0-9a-f-]{36}/\?token=")
+ORDER_PAGE = re.compile(r"/orders/[0-9a-f-]{36}/$")  # no token in the URL
 
 
 def seed_vat_rates() -> None:
@@ -240,10 +240,18 @@ def test_guest_authenticates_in_the_checkout_is_charged_the_total_shown_and_watc
     assert intent.amount_received == minor(shown_total) == int(order.total * 100)
     assert Invoice.objects.get(order_id=order.id).total == order.total
 
-    # The guest's way back: a signed link to the order page in the confirmation email.
-    link = f"/orders/{order.id}/?token={order_access_token(order.id)}"
+    # The guest's way back: a signed, expiring link to the order page in the confirmation email;
+    # a fresh browser following it lands on the page without the token in the URL.
     confirmation = next(m for m in mailbox.messages() if order.number in m["Subject"])
-    assert link in confirmation.get_body(("plain",)).get_content()
+    text = confirmation.get_body(("plain",)).get_content()
+    link = re.search(rf"/orders/{order.id}/\?token=[\w:-]+", text).group(0)
+    assert order_access_token(order.id) not in text  # the API's token is not in emails
+    other = page.context.browser.new_context()
+    fresh = other.new_page()
+    fresh.goto(shop + link)
+    assert fresh.url == f"{shop}/orders/{order.id}/"
+    assert order.number in fresh.inner_text("h1")
+    other.close()
 
 
 # --- 2. A declined card: explained on the checkout, nothing happens, another card pays --------

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 from django.apps import apps
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
@@ -18,6 +19,7 @@ from django.utils import timezone
 from conftest import authorize_intent
 from orders.models import Checkout, Order, Product, TimelineEntry
 from orders.tests.factories import ProductFactory
+from orders.tokens import order_link
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("stripe_server")]
 
@@ -265,7 +267,7 @@ def test_checkout_places_the_order_and_shows_its_page(client, catalog):
     response = buy(client, {**CHECKOUT, "checkout_token": token})
     order = Order.objects.get()
     assert response.status_code == 200
-    assert response.json()["redirect"].startswith(f"/orders/{order.id}/?token=")
+    assert response.json()["redirect"] == f"/orders/{order.id}/"  # no token in the URL
     assert order.ship_postal_code == "N1 9GU"
     assert order.payment_intent.startswith("pi_") and order.payment_method == ""
     assert [(li.sku, li.quantity) for li in order.lines.all()] == [
@@ -529,8 +531,13 @@ def test_order_page_and_status_json_need_the_token(client, catalog):
     stranger = Client()
     assert stranger.get(f"/orders/{order.id}/").status_code == 404
     assert stranger.get(f"/orders/{order.id}/?token=wrong").status_code == 404
+    assert stranger.get(url).status_code == 404
+    assert stranger.get(f"{url}status.json").status_code == 404
+    # The emailed link: exchanged for the session, then the page without the token.
+    link = order_link(order).removeprefix(settings.SITE_URL)
+    assert stranger.get(link)["Location"] == url
     assert stranger.get(url).status_code == 200
-    status = stranger.get(url.replace("/?token=", "/status.json?token="))
+    status = stranger.get(f"{url}status.json")
     assert status.status_code == 200
     data = status.json()
     assert data["status"] == "placed" and data["final"] is False
@@ -545,7 +552,7 @@ def test_order_page_shows_complete_payment_when_the_bank_asks(client, catalog):
     )
     page = client.get(url).content.decode()
     assert 'id="complete-payment"' in page and 'data-client-secret="pi_1_secret_abc"' in page
-    data = client.get(url.replace("/?token=", "/status.json?token=")).json()
+    data = client.get(f"{url}status.json").json()
     assert data["payment_client_secret"] == "pi_1_secret_abc"
 
 
@@ -572,7 +579,7 @@ def steps_of(html: str) -> list[tuple[str, str]]:
 
 
 def status_json(client, url: str) -> dict:
-    return client.get(url.replace("/?token=", "/status.json?token=")).json()
+    return client.get(f"{url}status.json").json()
 
 
 STEP_KEYS = ("placed", "invoiced", "paid", "shipped", "delivered")
