@@ -92,6 +92,7 @@ class PaymentIntentCreateView(APIView):
 
     throttle_classes = CHECKOUT_THROTTLES
 
+    @extend_schema(request=PaymentIntentCreateSerializer, **api_docs.PAYMENT_INTENT_CREATE)
     def post(self, request):
         serializer = PaymentIntentCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

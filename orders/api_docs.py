@@ -114,9 +114,14 @@ CREATE = {
             "`Idempotent-Replayed: true`.",
         ),
         **BODY,
-        402: error("The payment was declined."),
+        402: error(
+            "With `payment_intent`: the intent is not authorized for exactly this order's total "
+            "(codes payment_not_authorized, amount_mismatch, quote_mismatch, "
+            "unknown_payment_intent)."
+        ),
         409: error(
-            "More than the available stock, or the Idempotency-Key was used with another body."
+            "More than the available stock, the Idempotency-Key was used with another body, or "
+            "the payment_intent already paid for another order (payment_intent_used)."
         ),
         **COMMON,
     },
@@ -142,6 +147,46 @@ PRODUCTS = {
         200: ProductSerializer(many=True),
         **URL_ERRORS,
         404: error("No such page."),
+        **COMMON,
+    },
+}
+
+
+class PaymentIntentOut(serializers.Serializer):
+    payment_intent = serializers.CharField(help_text="The Stripe PaymentIntent id (pi_…).")
+    client_secret = serializers.CharField(
+        help_text="Confirm the intent with it (Stripe.js confirmCardPayment, 3-D Secure included)."
+    )
+    amount = serializers.DecimalField(
+        max_digits=12, decimal_places=2, help_text="The exact total the card is authorized for."
+    )
+    currency = serializers.CharField()
+    totals = TotalsOut()
+    expires_at = serializers.DateTimeField(
+        help_text="Until then the stock is held; place the order before it."
+    )
+
+
+PAYMENT_INTENT_CREATE = {
+    "summary": "Quote an order and open its card authorization",
+    "description": (
+        "The exact totals of `items` shipped to `country`, the stock held for "
+        "CHECKOUT_HOLD_MINUTES, and a PaymentIntent for the total with manual capture. Confirm "
+        "it with Stripe, then POST /api/v1/orders/ with its id as `payment_intent`: the order is "
+        "placed only if it is authorized for exactly that total, and captured after the invoice."
+    ),
+    "parameters": [IDEMPOTENCY_KEY],
+    "examples": [
+        OpenApiExample(
+            "Two mice to France",
+            value={"items": [{"sku": "MOUSE-01", "quantity": 2}], "country": "FR"},
+            request_only=True,
+        )
+    ],
+    "responses": {
+        201: PaymentIntentOut,
+        **BODY,
+        409: error("More than the available stock (out_of_stock)."),
         **COMMON,
     },
 }
