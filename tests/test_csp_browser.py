@@ -11,7 +11,12 @@ import pytest
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # see test_storefront_browser.py
 
-from tests.test_storefront_browser import VISA, fill_checkout
+from tests.test_storefront_browser import (
+    VISA_AS_PRINTED,
+    fill_address,
+    fill_card,
+    seed_vat_rates,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -20,6 +25,7 @@ def test_shop_admin_and_api_docs_work_under_the_csp(
     browser_page, live_server, catalog, stripe_server, settings
 ):
     settings.STRIPE_JS_URL = stripe_server.js_url
+    seed_vat_rates()
     from django.contrib.auth import get_user_model
 
     get_user_model().objects.create_superuser("root", "root@example.com", "a-long-Passphrase-42")
@@ -42,8 +48,9 @@ def test_shop_admin_and_api_docs_work_under_the_csp(
     page.wait_for_selector(".message:has-text('Mouse added to your cart.')")
     page.goto(base + "/checkout/")
     page.wait_for_function("typeof window.Stripe === 'function'")  # Stripe.js ran
-    fill_checkout(page, email="csp@example.com", card=VISA)
-    page.click("#place-order")
+    fill_address(page, email="csp@example.com", country="DE")
+    fill_card(page, card=VISA_AS_PRINTED)
+    page.click("#place-order")  # the card authorized in the page (fetch to Stripe and to us)
     page.wait_for_url(re.compile(r"/orders/[0-9a-f-]{36}/$"))
     # The order page polls its status (fetch to this site) under the policy.
     with page.expect_response(lambda r: "status.json" in r.url and r.status == 200):
