@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
@@ -29,7 +30,7 @@ class Bar:
     tick: bool  # print the hour under it
 
 
-def hourly_bars(*, hours: int = CHART_HOURS, width: int = 720, height: int = 160) -> dict:
+def hourly_bars(*, hours: int = CHART_HOURS, width: int = 720, height: int = 180) -> dict:
     """Orders placed per hour over the last `hours`, as SVG rectangles (server-rendered: no
     JavaScript, nothing fetched from elsewhere)."""
     now = timezone.localtime()
@@ -44,7 +45,7 @@ def hourly_bars(*, hours: int = CHART_HOURS, width: int = 720, height: int = 160
     bars = []
     for i, slot in enumerate(slots):
         n = counts.get(slot, 0)
-        h = round((height - 20) * n / peak)
+        h = round((height - 36) * n / peak)  # room for the count above the tallest bar
         bars.append(
             Bar(
                 x=i * slot_width + 2,
@@ -66,9 +67,10 @@ def hourly_bars(*, hours: int = CHART_HOURS, width: int = 720, height: int = 160
     }
 
 
-def dead_letter_depths() -> tuple[dict[str, int] | None, str]:
-    """{queue: depth} from SQS (cached a few seconds), or (None, why) when SQS does not answer."""
-    cached = cache.get("desk:dlq-depths")
+def dead_letter_depths(*, fresh: bool = False) -> tuple[dict[str, int] | None, str]:
+    """{queue: depth} from SQS, or (None, why) when SQS does not answer. Pages ask `fresh`;
+    /metrics takes a value up to METRICS_DLQ_CACHE_SECONDS old (scrapes come often)."""
+    cached = None if fresh else cache.get("desk:dlq-depths")
     if cached is not None:
         return cached, ""
     try:
@@ -76,15 +78,15 @@ def dead_letter_depths() -> tuple[dict[str, int] | None, str]:
     except Exception as exc:
         logger.warning("dead-letter depths unavailable: %s", exc)
         return None, f"{type(exc).__name__}: {exc}"[:200]
-    cache.set("desk:dlq-depths", depths, 10)
+    cache.set("desk:dlq-depths", depths, settings.METRICS_DLQ_CACHE_SECONDS)
     return depths, ""
 
 
-def summary() -> dict:
+def summary(*, fresh: bool = False) -> dict:
     by_status = orders.order_counts_by_status()
     stuck = list(orders.orders_stuck()[:50])
     causes = outbox.open_failure_aggregates()
-    dlq, dlq_error = dead_letter_depths()
+    dlq, dlq_error = dead_letter_depths(fresh=fresh)
     emails = notifications.email_counts_by_status()
     return {
         "statuses": [
@@ -96,6 +98,7 @@ def summary() -> dict:
         "backlog": outbox.backlog(),
         "failures": outbox.open_failures_by_subscriber(),
         "dlq": dlq,
+        "dlq_total": sum((dlq or {}).values()),
         "dlq_error": dlq_error,
         "email_failed": sum(emails.get(s, 0) for s in notifications.FAILED_STATUSES),
         "email_statuses": emails,

@@ -29,7 +29,8 @@ logger = logging.getLogger(__name__)
 
 
 def _context(request, **extra):
-    return {**admin.site.each_context(request), **extra}
+    # The desk's pages use the whole width: no admin app list on the left.
+    return {**admin.site.each_context(request), "is_nav_sidebar_enabled": False, **extra}
 
 
 def _who(request) -> str:
@@ -177,7 +178,7 @@ def dashboard(request):
     return TemplateResponse(
         request,
         "desk/dashboard.html",
-        _context(request, title="Operations dashboard", **dash.summary()),
+        _context(request, title="Operations dashboard", **dash.summary(fresh=True)),
     )
 
 
@@ -193,7 +194,7 @@ def dead_letters(request):
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"[:300]
     numbers = order_selectors.order_numbers(order_ids=[letter.aggregate_id for letter in letters])
-    depths, depth_error = dash.dead_letter_depths()
+    depths, depth_error = dash.dead_letter_depths(fresh=True)
     return TemplateResponse(
         request,
         "desk/dead_letters.html",
@@ -213,13 +214,12 @@ def dead_letters(request):
 def dead_letters_redrive(request):
     queue = request.POST.get("queue") or None
     selected = set(request.POST.getlist("message"))
-    if request.POST.get("scope") != "all" and not selected:
+    send_all = "send_all" in request.POST
+    if not send_all and not selected:
         messages.warning(request, "Choose messages to send back, or send back all.")
     else:
         try:
-            result = outbox.dead_letters_redrive(
-                queue, message_ids=None if request.POST.get("scope") == "all" else selected
-            )
+            result = outbox.dead_letters_redrive(queue, message_ids=None if send_all else selected)
         except ValueError as exc:
             raise Http404(str(exc)) from exc
         logger.info("dead letters redriven by %s: %s", _who(request), result.moved)

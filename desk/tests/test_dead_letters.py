@@ -123,12 +123,12 @@ def test_the_viewer_sends_back_the_selected_messages(sqs, poisoned, staff_client
     first, second = outbox.dead_letters("billing")
     response = staff_client.post(
         "/admin/desk/dead-letters/redrive/",
-        {"queue": "billing", "scope": "selected", "message": [first.message_id]},
+        {"queue": "billing", "send_selected": "1", "message": [first.message_id]},
     )
     assert response.status_code == 302
     assert response["Location"] == "/admin/desk/dead-letters/?queue=billing"
     left = outbox.dead_letters("billing")
     assert [letter.message_id for letter in left] == [second.message_id]
-    staff_client.post("/admin/desk/dead-letters/redrive/", {"queue": "", "scope": "all"})
+    staff_client.post("/admin/desk/dead-letters/redrive/", {"queue": "", "send_all": "1"})
     assert outbox.dead_letters() == []
     assert depth(sqs, settings.QUEUE_NAMES["billing"]) == 2
