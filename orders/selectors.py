@@ -179,28 +179,25 @@ def orders_placed_count() -> int:
 
 def lines_amount(*, order: Order, quantities: dict[int, int]):
     """What `quantities` ({line id: units}) of the order's lines cost the customer, tax
-    included, to the cent (half up): the amount a refund of those units gives back."""
-    from decimal import ROUND_HALF_UP, Decimal
+    included, to the cent (half up, orders.pricing): what a refund of those units gives back.
+    Catalog prices with tax included (the order says how it was priced) are that already; net
+    prices get the order's tax rate on top."""
+    from decimal import Decimal
+
+    from orders.pricing import round_half_up, tax_on
 
     lines = {line.pk: line for line in order.lines.all()}
-    net = Decimal("0")
+    amount = Decimal("0")
     for line_id, units in quantities.items():
         line = lines.get(int(line_id))
         if line is None:
             raise ValueError(f"line {line_id} is not a line of order {order.number}")
         if not 0 <= int(units) <= line.quantity:
             raise ValueError(f"{line.sku}: at most {line.quantity} unit(s)")
-        net += line.unit_price * int(units)
-    gross = net
-    if not getattr(order, "prices_include_tax", False) and order.subtotal and order.tax:
-        # Prices before tax: add the goods' share of the order's tax.
-        rate = getattr(order, "tax_rate", None)
-        if rate is not None:
-            gross = net * (1 + Decimal(rate))
-        else:
-            taxable = order.subtotal + (order.shipping_fee or 0)
-            gross = net + net * order.tax / taxable if taxable else net
-    return gross.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+        amount += line.unit_price * int(units)
+    if not order.prices_include_tax and order.tax_rate:
+        amount += tax_on(amount, order.tax_rate)
+    return round_half_up(amount)
 
 
 def order_statuses() -> list[tuple[str, str]]:
