@@ -19,3 +19,24 @@ def payments_to_reconcile():
 
 def refunds_of(*, payment: Payment):
     return Refund.objects.filter(payment=payment).order_by("created_at")
+
+
+def order_ids_for_payment_reference(*, reference: str) -> list:
+    """Orders whose payment the bank or Stripe quotes: a PaymentIntent id (pi_…), a refund id
+    (re_…) or a Stripe customer id (cus_…)."""
+    reference = reference.strip()
+    if not reference:
+        return []
+    from django.db.models import Q
+
+    ids = set(
+        Payment.objects.filter(
+            Q(stripe_payment_intent_id=reference) | Q(customer__stripe_id=reference)
+        ).values_list("order_id", flat=True)[:200]
+    )
+    ids |= set(
+        Refund.objects.filter(stripe_refund_id=reference).values_list(
+            "payment__order_id", flat=True
+        )
+    )
+    return list(ids)

@@ -1,14 +1,23 @@
-"""GET /health/: 200 when the database, the cache and the broker answer; 503 otherwise."""
+"""GET /health/ and GET /ready/ (docs/operations.md "Health and readiness").
+
+/health/ keeps DESIGN.md §6's public contract: 200 when the database, the cache and the broker
+answer, 503 otherwise; its body names each dependency as "ok" or "error" and nothing more (no
+error text, hosts or versions for whoever asks). /ready/ answers the same question for a load
+balancer or an orchestrator, and tells staff and trusted addresses (OPS_TRUSTED_IPS, localhost by
+default) why: each check's error and how long it took."""
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.http import JsonResponse
+from django.views.decorators.cache import never_cache
 
 from chargeflow.celery import app
 
@@ -31,8 +40,6 @@ def check_cache() -> None:
 def check_broker() -> None:
     broker = app.conf.broker_url
     if urlsplit(broker).scheme == "sqs":
-        from django.conf import settings
-
         from outbox.sqs import queue_url, sqs_client
 
         if queue_url(sqs_client(), settings.QUEUE_NAMES["orders"]) is None:
@@ -45,17 +52,46 @@ def check_broker() -> None:
 CHECKS = {"database": check_database, "cache": check_cache, "broker": check_broker}
 
 
-def health(request):
+def run_checks() -> tuple[bool, dict[str, dict]]:
     results, healthy = {}, True
     for name, check in CHECKS.items():
+        started = time.perf_counter()
         try:
             check()
-            results[name] = "ok"
+            results[name] = {"status": "ok"}
         except Exception as exc:  # any failure makes the service unhealthy, with the cause
             healthy = False
-            results[name] = f"error: {type(exc).__name__}: {exc}"[:300]
+            results[name] = {"status": "error", "error": f"{type(exc).__name__}: {exc}"[:300]}
             logger.warning("health check %s failed: %s", name, exc)
+        results[name]["ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return healthy, results
+
+
+def may_see_details(request) -> bool:
+    """Staff, or a client address in OPS_TRUSTED_IPS (REMOTE_ADDR: behind a proxy, that is the
+    proxy's, so list the addresses of the hosts that may ask, not the proxy's)."""
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated and user.is_staff:
+        return True
+    return request.META.get("REMOTE_ADDR") in settings.OPS_TRUSTED_IPS
+
+
+@never_cache
+def health(request):
+    healthy, results = run_checks()
     return JsonResponse(
-        {"status": "ok" if healthy else "unavailable", "checks": results},
+        {
+            "status": "ok" if healthy else "unavailable",
+            "checks": {name: result["status"] for name, result in results.items()},
+        },
         status=200 if healthy else 503,
     )
+
+
+@never_cache
+def ready(request):
+    healthy, results = run_checks()
+    body = {"status": "ready" if healthy else "unavailable"}
+    if may_see_details(request):
+        body["checks"] = results
+    return JsonResponse(body, status=200 if healthy else 503)

@@ -119,6 +119,7 @@ INSTALLED_APPS = [
     "billing",
     "shipping",
     "notifications",
+    "desk",  # after the apps whose admin it extends
 ]
 
 MIDDLEWARE = [
@@ -126,6 +127,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "chargeflow.middleware.RejectNulBytesMiddleware",
     "chargeflow.middleware.CSPMiddleware",
+    "chargeflow.logcontext.RequestContextMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -518,13 +520,27 @@ OUTBOX_RETENTION_DAYS = env_int("OUTBOX_RETENTION_DAYS", 7)
 
 # --- Logging ---------------------------------------------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", "INFO")
+# json (default; one object per line, for the log pipeline) or plain (readable, local). Either way
+# every line carries order_id, event_id, correlation_id and subscriber when they are known
+# (chargeflow.logcontext; docs/operations.md "Logs").
+LOG_FORMAT = env("LOG_FORMAT", "plain" if DEBUG else "json")
+if LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured("LOG_FORMAT must be json or plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"context": {"()": "chargeflow.logcontext.ContextFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "chargeflow.logcontext.JsonFormatter"},
+        "plain": {"()": "chargeflow.logcontext.KeyValueFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
@@ -534,3 +550,14 @@ LOGGING = {
         "mail.log": {"level": "WARNING"},
     },
 }
+# Celery workers log through the same handler (and formatter) as everything else.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# Prometheus (/metrics, docs/operations.md "Metrics"). With several processes (gunicorn workers,
+# Celery workers, the relay) set PROMETHEUS_MULTIPROC_DIR to a directory they share, emptied at
+# deploy: each process writes its counters there and /metrics adds them up.
+METRICS_DLQ_CACHE_SECONDS = env_int("METRICS_DLQ_CACHE_SECONDS", 15)
+# Who may read /ready/'s details and /metrics besides staff: these client addresses.
+OPS_TRUSTED_IPS = env_list("OPS_TRUSTED_IPS", "127.0.0.1,::1")
+# Or a scraper sending `Authorization: Bearer <METRICS_TOKEN>` (Prometheus `authorization:`).
+METRICS_TOKEN = env("METRICS_TOKEN")

@@ -3,10 +3,14 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from chargeflow.auth_views import LoginView
-from chargeflow.health import health
+from chargeflow.health import health, ready
+from desk.metrics import metrics
 
 urlpatterns = [
     path("health/", health, name="health"),
+    path("ready/", ready, name="ready"),
+    path("metrics", metrics, name="metrics"),
+    path("admin/desk/", include("desk.urls")),
     path("admin/", admin.site.urls),
     path("accounts/login/", LoginView.as_view(), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),

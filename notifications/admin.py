@@ -4,6 +4,7 @@ from django.db.models import OuterRef, Subquery
 
 from notifications import services
 from notifications.models import EmailAttempt, EmailLog, OrderContact
+from notifications.selectors import FAILED_STATUSES
 from notifications.tasks import send_email
 
 
@@ -32,12 +33,35 @@ class EmailAttemptInline(admin.TabularInline):
         return False
 
 
+class FailedFilter(admin.SimpleListFilter):
+    title = "failed"
+    parameter_name = "failed"
+
+    def lookups(self, request, model_admin):
+        return (("yes", "Failed, bounced or marked as spam"),)
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(status__in=FAILED_STATUSES)
+        return queryset
+
+
 @admin.register(EmailLog)
 class EmailLogAdmin(admin.ModelAdmin):
     # What an operator scans; provider, retries and the order id are on the email's page.
     list_display = ("order_number", "kind", "recipient", "status", "updated_at")
-    list_filter = ("status", "kind", "provider")
+    list_filter = (FailedFilter, "status", "kind", "provider")
     search_fields = ("order_id", "recipient", "message_id")
+
+    def get_search_results(self, request, queryset, search_term):
+        """Also by the order number the customer quotes (CF-…), through OrderContact."""
+        results, distinct = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        if term:
+            ids = OrderContact.objects.filter(order_number__iexact=term).values("order_id")
+            results = results | queryset.filter(order_id__in=ids)
+        return results, distinct
+
     inlines = (EmailAttemptInline,)
     actions = ("resend",)
 

@@ -39,6 +39,7 @@ from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from chargeflow import metrics
 from chargeflow.backoff import backoff_seconds
 from notifications.models import EmailAttempt, EmailLog, OrderContact
 from outbox import RetryLater, publish
@@ -373,6 +374,7 @@ def _attempt_sent(*, attempt_id: int, message_id: str) -> EmailLog:
                 "resend": attempt.forced,
             },
         )
+    metrics.EMAIL_SENDS.labels(log.kind, "sent").inc()
     logger.info(
         "order %s: %s email sent (attempt %s%s, %s %s)",  # no address: PII stays out of logs
         log.order_id,
@@ -404,6 +406,7 @@ def _attempt_failed(*, attempt_id: int, error: str, refused: bool) -> EmailLog:
             log.status = EmailLog.Status.PENDING
             log.next_attempt_at = timezone.now() + _retry_delay(log.attempts)
         log.save()
+    metrics.EMAIL_SENDS.labels(log.kind, "failed").inc()
     logger.warning(
         "order %s: %s email attempt %s failed (%s, next %s): %s",  # no address in logs
         log.order_id,

@@ -150,8 +150,13 @@ def describe(entry: TimelineEntry) -> str:
         return f"Refunded {d.get('amount', '')}"
     if kind == "credit_note_issued":
         return f"Credit note {d.get('number', '')} issued ({d.get('amount', '')})"
+    if kind == "restock":
+        skus = ", ".join(f"{units} × {sku}" for sku, units in (d.get("skus") or {}).items())
+        text = f"Put back in stock: {skus}"
+        return f"{text} (by {d['by']})" if d.get("by") else text
     if kind == TimelineEntry.Type.NOTE:
-        return str(d.get("message", ""))
+        text = str(d.get("message", ""))
+        return f"{text} (by {d['by']})" if d.get("by") else text
     return kind.replace("_", " ")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from decimal import Decimal
 
@@ -118,3 +119,108 @@ def price_quote(*, lines: Iterable[PriceLine], country: str, currency: str = "")
         shipping=shipping_rule_for(country=country),
         prices_include_tax=settings.PRICES_INCLUDE_TAX,
     )
+
+
+# --- The operator's desk (desk/) -------------------------------------------------------------
+
+
+def order_for_desk(*, order_id) -> Order | None:
+    return order_detail_queryset().filter(pk=order_id).first()
+
+
+def order_ids_matching(*, term: str) -> list:
+    """Orders a customer or the bank may quote: number, email, invoice, credit-note or tracking
+    number, or the order id itself."""
+    from django.db.models import Q
+
+    term = term.strip()
+    if not term:
+        return []
+    query = (
+        Q(number__iexact=term)
+        | Q(email__iexact=term)
+        | Q(invoice_number__iexact=term)
+        | Q(tracking_number__iexact=term)
+        | Q(credit_notes__number__iexact=term)
+    )
+    try:
+        query |= Q(pk=uuid.UUID(term))
+    except ValueError:
+        pass
+    return list(Order.objects.filter(query).values_list("pk", flat=True).distinct()[:200])
+
+
+def order_numbers(*, order_ids) -> dict[str, str]:
+    """{str(order id): order number} for the ids that are orders."""
+    ids = []
+    for value in order_ids:
+        try:
+            ids.append(uuid.UUID(str(value)))
+        except ValueError:
+            continue
+    return {
+        str(pk): number
+        for pk, number in Order.objects.filter(pk__in=ids).values_list("pk", "number")
+    }
+
+
+def order_counts_by_status() -> dict[str, int]:
+    from django.db.models import Count
+
+    rows = Order.objects.values("status").annotate(n=Count("pk")).order_by()
+    return {row["status"]: row["n"] for row in rows}
+
+
+def orders_per_hour(*, since) -> list[tuple]:
+    """[(hour (aware datetime, truncated), count)] of orders placed since `since`."""
+    from django.db.models import Count
+    from django.db.models.functions import TruncHour
+
+    rows = (
+        Order.objects.filter(created_at__gte=since)
+        .annotate(hour=TruncHour("created_at"))
+        .values("hour")
+        .annotate(n=Count("pk"))
+        .order_by("hour")
+    )
+    return [(row["hour"], row["n"]) for row in rows]
+
+
+def orders_stuck() -> QuerySet[Order]:
+    return Order.objects.filter(stuck_since__isnull=False).order_by("stuck_since")
+
+
+def orders_placed_count() -> int:
+    return Order.objects.count()
+
+
+def lines_amount(*, order: Order, quantities: dict[int, int]):
+    """What `quantities` ({line id: units}) of the order's lines cost the customer, tax
+    included, to the cent (half up, orders.pricing): what a refund of those units gives back.
+    Catalog prices with tax included (the order says how it was priced) are that already; net
+    prices get the order's tax rate on top."""
+    from decimal import Decimal
+
+    from orders.pricing import round_half_up, tax_on
+
+    lines = {line.pk: line for line in order.lines.all()}
+    amount = Decimal("0")
+    for line_id, units in quantities.items():
+        line = lines.get(int(line_id))
+        if line is None:
+            raise ValueError(f"line {line_id} is not a line of order {order.number}")
+        if not 0 <= int(units) <= line.quantity:
+            raise ValueError(f"{line.sku}: at most {line.quantity} unit(s)")
+        amount += line.unit_price * int(units)
+    if not order.prices_include_tax and order.tax_rate:
+        amount += tax_on(amount, order.tax_rate)
+    return round_half_up(amount)
+
+
+def order_statuses() -> list[tuple[str, str]]:
+    """[(status, label)] in the order of the lifecycle."""
+    return list(Order.Status.choices)
+
+
+def orders_by_ids(*, order_ids) -> QuerySet[Order]:
+    return Order.objects.filter(pk__in=list(order_ids)).order_by("-created_at")

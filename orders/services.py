@@ -330,11 +330,15 @@ def _order_summary(order: Order, **extra) -> dict[str, Any]:
 
 
 def _stock_release(order: Order) -> None:
-    """Give the order's reserved units back, once (stock_released_at guards it)."""
+    """Give the order's reserved units back, once (stock_released_at guards it), less the units
+    an operator already put back (`order_restock`)."""
     if order.stock_released_at:
         return
+    restocked = restocked_quantities(order)
     for line in order.lines.order_by("product_id"):
-        Product.objects.filter(pk=line.product_id).update(stock=F("stock") + line.quantity)
+        units = line.quantity - restocked.get(line.pk, 0)
+        if units > 0:
+            Product.objects.filter(pk=line.product_id).update(stock=F("stock") + units)
     order.stock_released_at = timezone.now()
     order.save(update_fields=["stock_released_at", "updated_at"])
     _timeline(order, TimelineEntry.Type.NOTE, {"message": "Reserved stock released."})
@@ -505,7 +509,7 @@ class RetryResult:
 
 
 @transaction.atomic
-def order_retry_stuck(*, order_id) -> RetryResult:
+def order_retry_stuck(*, order_id, by: str = "") -> RetryResult:
     """Retry the step an order is stuck on: send every unresolved failed delivery of its events to
     the subscriber again (after commit), and make its unpublished outbox events due now. With
     neither (a message lost after it was published: a purged queue, an emulator restarted with
@@ -544,6 +548,7 @@ def order_retry_stuck(*, order_id) -> RetryResult:
         TimelineEntry.Type.NOTE,
         {
             "message": "Operator retried the stuck step.",
+            **({"by": by} if by else {}),
             "redelivered": [f"{f.subscriber} <- {f.event_type}" for f in failures],
             "rearmed_events": rearmed,
             "republished_events": republished,
@@ -558,3 +563,73 @@ def order_retry_stuck(*, order_id) -> RetryResult:
         result.republished,
     )
     return result
+
+
+# --- Operator actions (the desk) -------------------------------------------------------------
+
+RESTOCK = "restock"
+
+
+class RestockError(ApplicationError):
+    code = "restock_refused"
+
+
+def restocked_quantities(order: Order) -> dict[int, int]:
+    """{line id: units an operator put back} from the order's restock timeline rows."""
+    done: dict[int, int] = {}
+    for entry in order.timeline.filter(type=RESTOCK):
+        for line_id, units in (entry.detail.get("lines") or {}).items():
+            done[int(line_id)] = done.get(int(line_id), 0) + int(units)
+    return done
+
+
+@transaction.atomic
+def order_note_add(*, order_id, message: str, by: str, **detail: Any) -> TimelineEntry:
+    """A timeline row saying what an operator did (refund asked, email resent …) and who."""
+    order = _lock(order_id)
+    return _timeline(order, TimelineEntry.Type.NOTE, {"message": message, "by": by, **detail})
+
+
+@transaction.atomic
+def order_restock(*, order_id, quantities: dict[int, int], by: str, reason: str = "") -> int:
+    """Put units of the order's lines back into stock (an operator's refund with "restock"):
+    never more of a line than was sold, and nothing once the order's whole reservation was given
+    back (a cancelled or refunded order). Returns the units put back; writes a timeline row."""
+    order = _lock(order_id)
+    wanted = {int(k): int(v) for k, v in quantities.items() if int(v) > 0}
+    if not wanted:
+        return 0
+    if order.stock_released_at:
+        raise RestockError(
+            f"Order {order.number}'s stock was already given back when it ended "
+            f"({order.get_status_display().lower()}): nothing to restock."
+        )
+    lines = {line.pk: line for line in order.lines.order_by("product_id")}
+    done = restocked_quantities(order)
+    for line_id, units in wanted.items():
+        line = lines.get(line_id)
+        if line is None:
+            raise RestockError(f"Line {line_id} is not a line of order {order.number}.")
+        left = line.quantity - done.get(line_id, 0)
+        if units > left:
+            raise RestockError(
+                f"{line.sku}: {units} unit(s) asked, "
+                f"only {left} of {line.quantity} left to restock."
+            )
+    for line_id in sorted(wanted, key=lambda pk: lines[pk].product_id):
+        Product.objects.filter(pk=lines[line_id].product_id).update(
+            stock=F("stock") + wanted[line_id]
+        )
+    units = sum(wanted.values())
+    _timeline(
+        order,
+        RESTOCK,
+        {
+            "lines": {str(k): v for k, v in wanted.items()},
+            "skus": {lines[k].sku: v for k, v in wanted.items()},
+            "by": by,
+            "reason": reason,
+        },
+    )
+    logger.info("order %s: %s unit(s) restocked by %s", order.id, units, by)
+    return units

@@ -23,4 +23,69 @@ def publish(event_type, aggregate_id, data, *, version=1):
     )
 
 
-__all__ = ("Event", "RetryLater", "publish", "subscriber")
+# --- Operations (the desk, /metrics, manage.py dlq_replay) -------------------------------------
+
+
+def backlog():
+    """Unpublished events: `.pending`, `.failing`, `.total`, `.oldest_at`, `.oldest_age_seconds`."""
+    from outbox.stats import backlog as select
+
+    return select()
+
+
+def open_failures_by_subscriber() -> dict[str, int]:
+    """{subscriber: failed deliveries not resolved yet}."""
+    from outbox.stats import open_failures_by_subscriber as select
+
+    return select()
+
+
+def open_failure_aggregates() -> dict[str, list[str]]:
+    """{aggregate id: ["subscriber <- event type: last error", …]} of unresolved failures."""
+    from outbox.stats import open_failure_aggregates as select
+
+    return select()
+
+
+def undelivered_of(aggregate_id):
+    """(unresolved failed deliveries, unpublished events) of an aggregate, as plain values."""
+    from outbox.stats import undelivered_of as select
+
+    return select(aggregate_id)
+
+
+def dead_letter_depths() -> dict[str, int]:
+    """{queue: messages in its dead-letter queue} (asks SQS)."""
+    from outbox.dlq import depths
+
+    return depths()
+
+
+def dead_letters(queue=None, *, limit=100):
+    """The messages in the dead-letter queue(s), left in place (`outbox.dlq.DeadLetter`s)."""
+    from outbox.dlq import peek
+
+    return peek(queue, limit=limit)
+
+
+def dead_letters_redrive(queue=None, *, message_ids=None, dry_run=False):
+    """Send dead letters back to their queue; safe to repeat (the inbox skips what was handled).
+    Returns `outbox.dlq.Redrive` (`.moved` per queue, `.total`, `.messages`)."""
+    from outbox.dlq import redrive
+
+    return redrive(queue, message_ids=message_ids, dry_run=dry_run)
+
+
+__all__ = (
+    "Event",
+    "RetryLater",
+    "backlog",
+    "dead_letter_depths",
+    "dead_letters",
+    "dead_letters_redrive",
+    "open_failure_aggregates",
+    "open_failures_by_subscriber",
+    "publish",
+    "subscriber",
+    "undelivered_of",
+)

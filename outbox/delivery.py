@@ -24,6 +24,7 @@ from typing import Any
 from django.db import transaction
 
 from outbox.events import Event, RetryLater, handling
+from outbox.observe import observed
 from outbox.registry import Subscriber, get_subscriber
 from outbox.services import (
     delivery_failure_record,
@@ -35,6 +36,7 @@ from outbox.services import (
 logger = logging.getLogger(__name__)
 
 
+@observed
 def deliver(*, subscriber_name: str, envelope: dict[str, Any]) -> bool:
     """Run the subscriber on the event. Returns False for a duplicate."""
     sub = get_subscriber(subscriber_name)

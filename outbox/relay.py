@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
+from chargeflow import metrics
 from chargeflow.backoff import backoff_seconds
 from outbox.models import OutboxEvent
 from outbox.registry import subscribers_for
@@ -80,6 +81,7 @@ class Relay:
                         self.send(row, producer)
                     except Exception as exc:  # the broker refused or is down: retry this row later
                         row.attempts += 1
+                        metrics.RELAY_PUBLISH_FAILURES.inc()
                         row.status = OutboxEvent.Status.FAILING
                         row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
                         row.next_attempt_at = timezone.now() + retry_delay(row.attempts)
@@ -92,6 +94,7 @@ class Relay:
                             row.last_error,
                         )
                     else:
+                        metrics.RELAY_PUBLISHED.inc()
                         row.status = OutboxEvent.Status.PUBLISHED
                         row.published_at = timezone.now()
             OutboxEvent.objects.bulk_update(

@@ -21,3 +21,21 @@ def delivery_attempt(*, event_id: UUID, subscriber: str) -> int:
         .first()
     )
     return (failed or 0) + 1
+
+
+def shipment_for_order(*, order_id) -> Shipment | None:
+    return Shipment.objects.filter(order_id=order_id).first()
+
+
+def order_ids_for_tracking(*, reference: str) -> list:
+    """Orders whose shipment the carrier or the partner quotes (tracking or partner id)."""
+    from django.db.models import Q
+
+    reference = reference.strip()
+    if not reference:
+        return []
+    return list(
+        Shipment.objects.filter(
+            Q(tracking_number__iexact=reference) | Q(partner_shipment_id=reference)
+        ).values_list("order_id", flat=True)
+    )

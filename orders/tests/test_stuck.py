@@ -63,7 +63,7 @@ def stuck_order():
 def test_admin_shows_the_failure_cause_on_the_order(admin_client, stuck_order):
     _failure(stuck_order, error="ConnectionError: partner <down>")
     page = admin_client.get(
-        reverse("admin:orders_order_change", args=[stuck_order.pk])
+        reverse("admin:orders_order_change", args=[stuck_order.pk]), follow=True
     ).content.decode()
     assert "shipping.on_payment_succeeded" in page
     assert "ConnectionError: partner &lt;down&gt;" in page  # escaped
