@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -27,65 +24,21 @@ from pathlib import Path
 import psycopg
 import redis
 import requests
+from stack import (
+    PY,
+    ROOT,
+    Ports,
+    Processes,
+    percentile,
+    relay_cmd,
+    shop_env,
+    start_components,
+    wait_http,
+    web_cmd,
+    worker_cmd,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-PY = sys.executable
-BIN = Path(PY).parent
 DB_NAME = "chargeflow_bench"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.RequestException:
-            time.sleep(0.2)
-    raise SystemExit(f"{url} did not answer in {timeout}s")
-
-
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
-    return ordered[index]
-
-
-class Processes:
-    def __init__(self, env: dict[str, str], logdir: Path):
-        self.env, self.logdir, self.procs = env, logdir, []
-
-    def start(self, name: str, *cmd: str) -> subprocess.Popen:
-        log = open(self.logdir / f"{name}.log", "ab")  # noqa: SIM115
-        proc = subprocess.Popen(
-            list(cmd),
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.procs.append(proc)
-        return proc
-
-    def run(self, *cmd: str) -> None:
-        subprocess.run(list(cmd), cwd=ROOT, env=self.env, check=True, stdout=subprocess.DEVNULL)
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def recreate_database(admin_url: str) -> None:
@@ -142,26 +95,14 @@ def main() -> None:
     redis_base = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379")
     recreate_database(f"{pg}/postgres")
     workdir = Path(tempfile.mkdtemp(prefix="chargeflow-bench-"))
-    ports = {name: free_port() for name in ("web", "stripe", "partner", "smtp")}
-    env = {
-        **os.environ,
-        "DEBUG": "true",
-        "DATABASE_URL": f"{pg}/{DB_NAME}",
-        "REDIS_URL": f"{redis_base}/13",
-        "CELERY_BROKER_URL": f"{redis_base}/14",
-        "STRIPE_API_BASE": f"http://127.0.0.1:{ports['stripe']}",
-        "SHIPPING_PARTNER_URL": f"http://127.0.0.1:{ports['partner']}",
-        "EMAIL_PORT": str(ports["smtp"]),
-        "MAILBOX_DIR": str(workdir / "mailbox"),
-        "MEDIA_ROOT": str(workdir / "media"),
-        "SITE_URL": f"http://127.0.0.1:{ports['web']}",
-        "LOG_LEVEL": "WARNING",
-        "OUTBOX_RELAY_POLL_SECONDS": "1",
-        # One client places every order: no checkout rate limit (docs/security.md).
-        "THROTTLE_CHECKOUT_RATE": "",
-        "THROTTLE_CHECKOUT_IP_RATE": "",
-        "THROTTLE_ORDER_LOOKUP_RATE": "",
-    }
+    ports = Ports()
+    env = shop_env(
+        workdir,
+        ports,
+        database_url=f"{pg}/{DB_NAME}",
+        broker_url=f"{redis_base}/14",
+        redis_url=f"{redis_base}/13",
+    )
     redis.Redis.from_url(f"{redis_base}/14").flushdb()  # no leftovers from an earlier run
     procs = Processes(env, workdir)
     print(f"bench: working directory {workdir}", flush=True)
@@ -176,47 +117,10 @@ def main() -> None:
             "-c",
             f"from orders.models import Product; Product.objects.update(stock={stock})",
         )
-        procs.start(
-            "stripe", PY, "-m", "chargeflow.localdev.stripe_server", "--port", str(ports["stripe"])
-        )
-        procs.start("partner", PY, "-m", "shipping.simulator", "--port", str(ports["partner"]))
-        procs.start(
-            "smtp",
-            PY,
-            "-m",
-            "chargeflow.localdev.smtp_sink",
-            "--port",
-            str(ports["smtp"]),
-            "--dir",
-            env["MAILBOX_DIR"],
-        )
-        procs.start(
-            "web",
-            str(BIN / "gunicorn"),
-            "chargeflow.wsgi",
-            "--bind",
-            f"127.0.0.1:{ports['web']}",
-            "--workers",
-            "2",
-            "--threads",
-            "4",
-        )
-        procs.start("relay", PY, "manage.py", "outbox_relay")
-        procs.start(
-            "worker",
-            str(BIN / "celery"),
-            "-A",
-            "chargeflow",
-            "worker",
-            "--concurrency",
-            str(args.worker_concurrency),
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "--loglevel",
-            "WARNING",
-        )
-        wait_http(f"{env['STRIPE_API_BASE']}/v1/customers")
+        start_components(procs, ports, workdir)
+        procs.start("web", *web_cmd(ports.web))
+        procs.start("relay", *relay_cmd())
+        procs.start("worker", *worker_cmd(args.worker_concurrency))
         wait_http(f"{env['SITE_URL']}/health/")
 
         started = time.time()
