@@ -5,11 +5,11 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install setup run test lint format bench fuzz clean
+.PHONY: install setup run test lint format bench chaos chaos-short fuzz clean
 
 # The local stand-ins need DEBUG on (settings default it to off; docs/security.md). An explicit
 # DEBUG=false in the environment still wins.
-setup run test bench fuzz: export DEBUG ?= true
+setup run test bench chaos chaos-short fuzz: export DEBUG ?= true
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,15 @@ fuzz: install
 
 bench: install
 	eval "$$($(PY) scripts/services_env.py)"; $(PY) bench/pipeline.py $(BENCH_ARGS)
+
+# Faults while orders flow, then an audit (docs/operations.md#chaos-run). Starts everything it
+# needs, PostgreSQL included; exit 0 only when every invariant holds. Not part of `make test`.
+chaos: install
+	$(PY) bench/chaos.py $(CHAOS_ARGS)
+
+# The CI variant: every fault once, small numbers, SQLite slow-partner check (< 3 minutes).
+chaos-short: install
+	$(PY) bench/chaos.py --short $(CHAOS_ARGS)
 
 clean:
 	rm -rf var staticfiles

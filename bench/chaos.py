@@ -299,13 +299,14 @@ class Shop:
         if self.broker_kind == "sqs":
             self.broker, broker_url = start_moto(self.procs)
         else:
-            self.broker, broker_url = start_redis(self.procs)
+            self.broker, broker_url = start_redis(self.procs, "redis-broker")
+        cache_url = self.args.redis_url or start_redis(self.procs, "redis-cache")[1]
         self.env = shop_env(
             self.workdir,
             self.ports,
             database_url=self.pg.url if self.pg else "",
             broker_url=broker_url,
-            redis_url=self.args.redis_url,
+            redis_url=cache_url,
         )
         self.env["SHIPPING_POLL_SECONDS"] = "3"
         self.procs.env = self.env
@@ -1050,7 +1051,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--slow-pause", type=float, default=60)
     parser.add_argument("--slow-drain-timeout", type=float, default=400)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/8", help="the shop's cache")
+    parser.add_argument(
+        "--redis-url", default="", help="the shop's cache (default: a redis-server of its own)"
+    )
     args = parser.parse_args(argv)
     if args.short:
         # The CI variant: every fault once, small numbers (README: < 3 minutes).

@@ -317,11 +317,11 @@ class PostgresCluster:
             )
 
 
-def start_redis(procs: Processes) -> tuple[subprocess.Popen, str]:
-    """A redis-server of our own (the broker, so pausing it pauses nothing else)."""
+def start_redis(procs: Processes, name: str) -> tuple[subprocess.Popen, str]:
+    """A redis-server of our own (e.g. the broker, so pausing it pauses nothing else)."""
     port = free_port()
     proc = procs.start(
-        "redis-broker",
+        name,
         shutil.which("redis-server") or "redis-server",
         "--bind",
         "127.0.0.1",
