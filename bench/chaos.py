@@ -59,6 +59,7 @@ FINAL = ("delivered", "cancelled", "refunded")
 POOL_SKUS = ("MOUSE-01", "KEYB-01", "HEAD-01", "CAM-01", "HUB-01", "PAD-01", "STAND-01")
 POOL_STOCK = 100_000
 RACE_SKU = "CHAIR-01"
+SHIPPING_QUEUE = "chargeflow-shipping"
 ADDRESS = {
     "name": "Chaos Customer",
     "line1": "1 Fault Street",
@@ -309,6 +310,8 @@ class Shop:
             redis_url=cache_url,
         )
         self.env["SHIPPING_POLL_SECONDS"] = "3"
+        if self.args.visibility_timeout:
+            self.env["SQS_VISIBILITY_TIMEOUT"] = str(self.args.visibility_timeout)
         self.procs.env = self.env
         self.db = Database(self.env)
         self.procs.run(PY, "manage.py", "migrate", "--noinput")
@@ -332,15 +335,22 @@ class Shop:
             self.start_role(f"relay-{i}")
         for i in range(1, workers + 1):
             self.start_role(f"worker-{i}")
+        for i in range(1, self.args.shipping_workers + 1):
+            self.start_role(f"shipping-{i}")
         if beat:
             self.procs.start("beat", *beat_cmd(self.workdir))
         wait_http(f"{self.env['SITE_URL']}/health/")
 
     def start_role(self, name: str) -> None:
+        concurrency = self.args.worker_concurrency
         if name.startswith("relay"):
             cmd = relay_cmd()
+        elif name.startswith("shipping"):  # the partner's calls on workers of their own
+            cmd = worker_cmd(concurrency, name=name, queues=SHIPPING_QUEUE)
+        elif self.args.shipping_workers:
+            cmd = worker_cmd(concurrency, name=name, exclude=SHIPPING_QUEUE)
         else:
-            cmd = worker_cmd(self.args.worker_concurrency, name=name)
+            cmd = worker_cmd(concurrency, name=name)
         self.roles[name] = self.procs.start(name, *cmd)
 
     def kill_role(self, name: str) -> None:
@@ -453,7 +463,10 @@ def settled(shop: Shop, ids: set[str]) -> tuple[bool, str]:
     statuses = db.statuses()
     not_final = [oid for oid in ids if statuses.get(oid) not in FINAL]
     unpublished = db.value("SELECT count(*) FROM outbox_outboxevent WHERE status <> 'published'")
-    pending_mail = db.value("SELECT count(*) FROM notifications_emaillog WHERE status = 'pending'")
+    pending_mail = db.value(
+        "SELECT count(*) FROM notifications_emaillog "
+        "WHERE status IN ('queued', 'sending', 'pending')"
+    )
     state = f"{len(not_final)} not final, {unpublished} unpublished, {pending_mail} emails pending"
     return (not not_final and not unpublished and not pending_mail), state
 
@@ -756,7 +769,8 @@ def audit(shop: Shop, placed: list[Placed], broker: str, depths: dict[str, int])
             "; ".join(f"{r[0]} {r[1]} {r[2]}: {r[3][:80]}" for r in unresolved[:3]),
         )
     )
-    missing = json.loads(shop.procs.manage("shell", "-c", MISSING_DELIVERIES))
+    out = shop.procs.manage("shell", "-c", MISSING_DELIVERIES)
+    missing = json.loads(out.strip().splitlines()[-1])  # the shell may print a banner first
     checks.append(
         Check(
             f"(event, subscriber) pairs never handled ({missing['pairs']} due)",
@@ -888,7 +902,10 @@ def chaos(args: argparse.Namespace, workdir: Path) -> tuple[bool, list[str]]:
         downs = ", ".join(f"{s:.1f} s" for s in supervisor.pg_restarts)
         twice = Counter(p.duplicate for p in placed if p.duplicate)
         faults = [
-            ("SIGKILL a worker (its process group), restarted at once", supervisor.kills["worker"]),
+            (
+                "SIGKILL a worker (its process group), restarted at once (shipping-queue worker)",
+                f"{supervisor.kills['worker']} ({supervisor.kills['shipping']})",
+            ),
             ("SIGKILL a relay, restarted at once", supervisor.kills["relay"]),
             (
                 f"broker ({args.broker}) paused: SIGSTOP, SIGCONT after",
@@ -941,6 +958,11 @@ def probe_payment_intents(client: Client) -> bool:
 # --- the slow-partner check ------------------------------------------------------------------
 
 
+# While the partner is paused an order gets as far as it can without it; then it finishes.
+SLOW_PARTNER_PAUSED_STATUS = {"good": "paid", "declined": "cancelled"}
+SLOW_PARTNER_FINAL = {"good": ("shipped", "delivered"), "declined": ("cancelled",)}
+
+
 def slow_partner(args: argparse.Namespace, workdir: Path, database: str) -> tuple[bool, list[str]]:
     shop = Shop(workdir / f"slow-{database}", database=database, broker="redis", args=args)
     shop.workdir.mkdir()
@@ -955,9 +977,11 @@ def slow_partner(args: argparse.Namespace, workdir: Path, database: str) -> tupl
         client = Client(shop.env["SITE_URL"], shop.env["STRIPE_API_BASE"])
         rng = random.Random(args.seed)
         plan = order_plan(args.slow_orders, rng, authorized=False, duplicates=0)
-        for p in plan:  # orders that do need the partner, all of them
-            p.kind = "good"
-            p.body["payment_method"] = "pm_card_visa"
+        for i, p in enumerate(plan):  # good cards (they need the partner), and a declined one
+            p.kind = "declined" if i % 5 == 4 else "good"  # in five (it never does)
+            p.body["payment_method"] = (
+                "pm_card_chargeCustomerFail" if p.kind == "declined" else "pm_card_visa"
+            )
             p.body["shipping_address"]["postal_code"] = ADDRESS["postal_code"]
         partner = shop.components["partner"]
         Processes.signal(partner, signal.SIGSTOP)
@@ -970,17 +994,21 @@ def slow_partner(args: argparse.Namespace, workdir: Path, database: str) -> tupl
         ids = {p.order_id for p in placed if p.status == 201}
         time.sleep(max(0.0, paused_at + args.slow_pause - time.monotonic()))
         statuses = shop.db.statuses()
-        paid = sum(1 for oid in ids if statuses.get(oid) == "paid")
+        moved = sum(
+            1 for p in placed if statuses.get(p.order_id) == SLOW_PARTNER_PAUSED_STATUS[p.kind]
+        )
         shipped_while_paused = sum(
             1 for oid in ids if statuses.get(oid) in ("shipped", "delivered")
         )
         Processes.signal(partner, signal.SIGCONT)
-        log(f"partner resumed after {time.monotonic() - paused_at:.0f} s; {paid} orders paid")
+        log(f"partner resumed after {time.monotonic() - paused_at:.0f} s; {moved} orders moved")
         resumed = time.monotonic()
         deadline = resumed + args.slow_drain_timeout
         while time.monotonic() < deadline:
             statuses = shop.db.statuses()
-            shipped = sum(1 for oid in ids if statuses.get(oid) in ("shipped", "delivered"))
+            shipped = sum(
+                1 for p in placed if statuses.get(p.order_id) in SLOW_PARTNER_FINAL[p.kind]
+            )
             if shipped == len(ids):
                 break
             shop.restart_crashed()
@@ -997,10 +1025,17 @@ def slow_partner(args: argparse.Namespace, workdir: Path, database: str) -> tupl
                 f"max {max(latencies):.2f} s",
             ),
             Check(
-                f"orders paid while the partner was paused ({args.slow_pause:g} s)", len(ids), paid
+                f"orders paid (good cards) or cancelled (declined) while the partner was paused "
+                f"({args.slow_pause:g} s)",
+                len(ids),
+                moved,
             ),
             Check("orders shipped while it was paused (it cannot answer)", 0, shipped_while_paused),
-            Check(f"orders shipped after it came back ({ship_time:.0f} s)", len(ids), shipped),
+            Check(
+                f"orders shipped (good) or still cancelled after it came back ({ship_time:.0f} s)",
+                len(ids),
+                shipped,
+            ),
         ]
         lines = [
             f"### Slow partner on {database}: paused {args.slow_pause:g} s, {len(plan)} orders "
@@ -1027,7 +1062,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--broker", choices=("sqs", "redis"), default="sqs")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--worker-concurrency", type=int, default=2)
+    parser.add_argument(
+        "--shipping-workers",
+        type=int,
+        default=1,
+        help="workers for the shipping queue alone (0: every worker consumes every queue)",
+    )
     parser.add_argument("--relays", type=int, default=2)
+    parser.add_argument(
+        "--visibility-timeout",
+        type=int,
+        default=0,
+        help="SQS_VISIBILITY_TIMEOUT for the shop (0: its default): how long a message held by "
+        "a killed worker stays hidden",
+    )
     parser.add_argument("--kill-every", type=float, nargs=2, default=(10.0, 15.0))
     parser.add_argument("--kill-rounds", type=int, default=1000, help="at most this many kills")
     parser.add_argument("--chaos-seconds", type=float, default=0, help="faults last at least this")
@@ -1061,7 +1109,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "orders": 30,
             "rate": 3.0,
             "kill_rounds": 2,
-            "broker": "redis",
+            "visibility_timeout": 20,
             "broker_pause": 10,
             "broker_pause_at": 3,
             "pg_restart_at": 8,

@@ -114,7 +114,9 @@ def relay_cmd() -> list[str]:
     return [PY, "manage.py", "outbox_relay"]
 
 
-def worker_cmd(concurrency: int, name: str = "worker", queues: str = "") -> list[str]:
+def worker_cmd(
+    concurrency: int, name: str = "worker", queues: str = "", exclude: str = ""
+) -> list[str]:
     return [
         str(BIN / "celery"),
         "-A",
@@ -125,6 +127,7 @@ def worker_cmd(concurrency: int, name: str = "worker", queues: str = "") -> list
         "--concurrency",
         str(concurrency),
         *(["--queues", queues] if queues else []),
+        *(["--exclude-queues", exclude] if exclude else []),
         "--without-gossip",
         "--without-mingle",
         "--without-heartbeat",
