@@ -38,7 +38,6 @@ from pathlib import Path
 import psycopg
 import requests
 from stack import (
-    PY,
     Ports,
     PostgresCluster,
     Processes,
@@ -312,24 +311,27 @@ class Shop:
         self.env["SHIPPING_POLL_SECONDS"] = "3"
         if self.args.visibility_timeout:
             self.env["SQS_VISIBILITY_TIMEOUT"] = str(self.args.visibility_timeout)
+        if self.args.lease_seconds:
+            self.env["EMAIL_SEND_LEASE_SECONDS"] = str(self.args.lease_seconds)
+            self.env["BILLING_STEP_LEASE_SECONDS"] = str(self.args.lease_seconds)
         self.procs.env = self.env
         self.db = Database(self.env)
-        self.procs.run(PY, "manage.py", "migrate", "--noinput")
-        self.procs.run(PY, "manage.py", "createcachetable")
-        self.procs.run(PY, "manage.py", "seed_catalog")
-        if self.broker_kind == "sqs":
-            self.procs.run(PY, "manage.py", "sqs_create_queues", "--wait", "30")
-        self.procs.manage(
+        components = ThreadPoolExecutor(1).submit(  # they start while the database is set up
+            start_components, self.procs, self.ports, self.workdir, partner_args=partner_args
+        )
+        self.procs.manage(  # one Django start-up instead of five
             "shell",
             "-c",
+            "from django.core.management import call_command; "
             "from orders.models import Product; "
-            f"Product.objects.filter(sku__in={list(POOL_SKUS)!r}).update(stock={POOL_STOCK}); "
+            "call_command('migrate', interactive=False, verbosity=0); "
+            "call_command('seed_catalog', verbosity=0); "
+            + ("call_command('sqs_create_queues', wait=30); " if self.broker_kind == "sqs" else "")
+            + f"Product.objects.filter(sku__in={list(POOL_SKUS)!r}).update(stock={POOL_STOCK}); "
             f"Product.objects.filter(sku={RACE_SKU!r}).update(stock={self.args.race_units})",
         )
         self.initial_stock = dict(self.db.rows("SELECT sku, stock FROM orders_product"))
-        self.components = start_components(
-            self.procs, self.ports, self.workdir, partner_args=partner_args
-        )
+        self.components = components.result()
         self.procs.start("web", *web_cmd(self.ports.web))
         for i in range(1, relays + 1):
             self.start_role(f"relay-{i}")
@@ -1076,6 +1078,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="SQS_VISIBILITY_TIMEOUT for the shop (0: its default): how long a message held by "
         "a killed worker stays hidden",
     )
+    parser.add_argument(
+        "--lease-seconds",
+        type=int,
+        default=0,
+        help="EMAIL_SEND_LEASE_SECONDS and BILLING_STEP_LEASE_SECONDS (0: the shop's defaults): "
+        "when a step cut off by a kill is taken up again",
+    )
     parser.add_argument("--kill-every", type=float, nargs=2, default=(10.0, 15.0))
     parser.add_argument("--kill-rounds", type=int, default=1000, help="at most this many kills")
     parser.add_argument("--chaos-seconds", type=float, default=0, help="faults last at least this")
@@ -1110,6 +1119,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "rate": 3.0,
             "kill_rounds": 2,
             "visibility_timeout": 20,
+            "lease_seconds": 30,
             "broker_pause": 10,
             "broker_pause_at": 3,
             "pg_restart_at": 8,
