@@ -292,6 +292,7 @@ class Shop:
         self.roles: dict[str, object] = {}  # name -> Popen, for workers and relays
         self.lock = threading.Lock()
         self.crashed = Counter()  # processes that exited by themselves (restarted)
+        self.stopping = False
 
     def start(self, *, partner_args: tuple[str, ...], workers: int, relays: int, beat: bool):
         if self.pg:
@@ -357,11 +358,15 @@ class Shop:
 
     def kill_role(self, name: str) -> None:
         with self.lock:
+            if self.stopping:
+                return
             self.procs.kill(self.roles[name])
             self.start_role(name)
 
     def restart_crashed(self) -> None:
         with self.lock:
+            if self.stopping:
+                return
             for name, proc in list(self.roles.items()):
                 if proc.poll() is not None:
                     self.crashed[name.split("-")[0]] += 1
@@ -383,6 +388,8 @@ class Shop:
         return requests.post(url, json=payload, timeout=10).json()
 
     def stop(self) -> None:
+        with self.lock:
+            self.stopping = True  # nothing is restarted any more
         self.procs.stop()
         if self.pg:
             self.pg.stop()
@@ -411,7 +418,7 @@ class Supervisor(threading.Thread):
         next_kill = self.at(self.rng.uniform(*args.kill_every))
         broker_at = self.at(args.broker_pause_at) if args.broker_pause else None
         pg_at = self.at(args.pg_restart_at) if self.shop.pg and args.pg_restart else None
-        threads = []
+        threads, bag = [], []
         while not self.stop_faults.is_set():
             now = time.monotonic()
             if (
@@ -419,7 +426,9 @@ class Supervisor(threading.Thread):
                 and now >= next_kill
                 and sum(self.kills.values()) < args.kill_rounds
             ):
-                name = self.rng.choice(sorted(self.shop.roles))
+                if not bag:  # each worker and relay in turn, in a random order each round
+                    bag = self.rng.sample(sorted(self.shop.roles), len(self.shop.roles))
+                name = bag.pop()
                 log(f"SIGKILL {name}")
                 self.shop.kill_role(name)
                 self.kills[name.split("-")[0]] += 1
@@ -883,8 +892,11 @@ def chaos(args: argparse.Namespace, workdir: Path) -> tuple[bool, list[str]]:
             time.sleep(max(0.0, started + i / args.rate - time.monotonic()))
             return client.place(p)
 
-        with ThreadPoolExecutor(args.clients) as pool:
+        pool = ThreadPoolExecutor(args.clients)
+        try:
             placed += list(pool.map(one, enumerate(plan)))
+        finally:  # on Ctrl-C, do not wait for the orders not sent yet
+            pool.shutdown(wait=False, cancel_futures=True)
         placing = time.monotonic() - started
         log(f"all orders answered after {placing:.0f} s; faults continue until their schedule ends")
         while not supervisor.faults_done():
@@ -1142,6 +1154,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # A SIGTERM (a CI timeout) unwinds like Ctrl-C: every process started here is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     workdir = Path(tempfile.mkdtemp(prefix="chargeflow-chaos-"))
     log(f"working directory {workdir} (process logs there)")
     results = []
