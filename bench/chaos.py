@@ -34,9 +34,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import boto3
 import psycopg
+import redis
 import requests
+from botocore.exceptions import BotoCoreError
 from stack import (
     Ports,
     PostgresCluster,
@@ -58,7 +62,9 @@ FINAL = ("delivered", "cancelled", "refunded")
 POOL_SKUS = ("MOUSE-01", "KEYB-01", "HEAD-01", "CAM-01", "HUB-01", "PAD-01", "STAND-01")
 POOL_STOCK = 100_000
 RACE_SKU = "CHAIR-01"
-SHIPPING_QUEUE = "chargeflow-shipping"
+APP_QUEUES = [
+    f"chargeflow-{app}" for app in ("orders", "invoicing", "billing", "shipping", "notifications")
+]
 ADDRESS = {
     "name": "Chaos Customer",
     "line1": "1 Fault Street",
@@ -338,8 +344,8 @@ class Shop:
             self.start_role(f"relay-{i}")
         for i in range(1, workers + 1):
             self.start_role(f"worker-{i}")
-        for i in range(1, self.args.shipping_workers + 1):
-            self.start_role(f"shipping-{i}")
+        for app in self.args.own_worker:
+            self.start_role(f"{app}-worker")
         if beat:
             self.procs.start("beat", *beat_cmd(self.workdir))
         wait_http(f"{self.env['SITE_URL']}/health/")
@@ -348,12 +354,11 @@ class Shop:
         concurrency = self.args.worker_concurrency
         if name.startswith("relay"):
             cmd = relay_cmd()
-        elif name.startswith("shipping"):  # the partner's calls on workers of their own
-            cmd = worker_cmd(concurrency, name=name, queues=SHIPPING_QUEUE)
-        elif self.args.shipping_workers:
-            cmd = worker_cmd(concurrency, name=name, exclude=SHIPPING_QUEUE)
+        elif name.endswith("-worker"):  # one app's queue on a worker of its own
+            cmd = worker_cmd(concurrency, name=name, queues=f"chargeflow-{name[:-7]}")
         else:
-            cmd = worker_cmd(concurrency, name=name)
+            exclude = ",".join(f"chargeflow-{app}" for app in self.args.own_worker)
+            cmd = worker_cmd(concurrency, name=name, exclude=exclude)
         self.roles[name] = self.procs.start(name, *cmd)
 
     def kill_role(self, name: str) -> None:
@@ -369,7 +374,7 @@ class Shop:
                 return
             for name, proc in list(self.roles.items()):
                 if proc.poll() is not None:
-                    self.crashed[name.split("-")[0]] += 1
+                    self.crashed[name] += 1
                     log(f"{name} exited by itself (code {proc.returncode}): restarted")
                     self.procs.procs.remove(proc)
                     self.start_role(name)
@@ -431,7 +436,7 @@ class Supervisor(threading.Thread):
                 name = bag.pop()
                 log(f"SIGKILL {name}")
                 self.shop.kill_role(name)
-                self.kills[name.split("-")[0]] += 1
+                self.kills[name] += 1
                 next_kill = now + self.rng.uniform(*args.kill_every)
             if broker_at and now >= broker_at:
                 broker_at = None
@@ -478,8 +483,12 @@ def settled(shop: Shop, ids: set[str]) -> tuple[bool, str]:
         "SELECT count(*) FROM notifications_emaillog "
         "WHERE status IN ('queued', 'sending', 'pending')"
     )
-    state = f"{len(not_final)} not final, {unpublished} unpublished, {pending_mail} emails pending"
-    return (not not_final and not unpublished and not pending_mail), state
+    queued = app_queue_backlog(broker_depths(shop))
+    state = (
+        f"{len(not_final)} not final, {unpublished} unpublished, {pending_mail} emails pending, "
+        f"{queued} messages queued"
+    )
+    return (not not_final and not unpublished and not pending_mail and not queued), state
 
 
 def wait_until_settled(shop: Shop, ids: set[str], timeout: float) -> tuple[bool, float]:
@@ -488,8 +497,8 @@ def wait_until_settled(shop: Shop, ids: set[str], timeout: float) -> tuple[bool,
     while True:
         try:
             done, state = settled(shop, ids)
-        except (psycopg.Error, sqlite3.Error) as exc:
-            done, state = False, f"database: {exc}"
+        except (psycopg.Error, sqlite3.Error, OSError, redis.RedisError, BotoCoreError) as exc:
+            done, state = False, f"cannot tell: {exc}"
         if state != last:
             log(f"draining: {state}")
             last = state
@@ -800,13 +809,12 @@ def audit(shop: Shop, placed: list[Placed], broker: str, depths: dict[str, int])
                 ", ".join(f"{k}={v}" for k, v in dlq.items() if v),
             )
         )
-    live = {name: depth for name, depth in depths.items() if not name.endswith("-dlq")}
     checks.append(
         Check(
-            "messages left in the queues (visible or in flight)",
+            "messages left in the apps' queues (visible or in flight)",
             0,
-            sum(live.values()),
-            ", ".join(f"{k}={v}" for k, v in live.items() if v),
+            app_queue_backlog(depths),
+            ", ".join(f"{k}={depths[k]}" for k in APP_QUEUES if depths.get(k)),
         )
     )
     return checks
@@ -831,22 +839,35 @@ print(json.dumps({"pairs": pairs, "missing": missing}))
 """
 
 
-def sqs_depths(shop: Shop) -> dict[str, int]:
-    out = shop.procs.manage("sqs_queue_depths")
-    depths = {}
-    for line in out.splitlines():
-        name, visible, in_flight = line.split()
-        depths[name] = int(visible.split("=")[1]) + int(in_flight.split("=")[1])
-    return depths
-
-
-def redis_depths(shop: Shop) -> dict[str, int]:
-    import redis
-
+def broker_depths(shop: Shop) -> dict[str, int]:
+    """Messages per queue (visible + in flight; Redis: waiting), read from the broker itself."""
+    url = urlsplit(shop.env["CELERY_BROKER_URL"])
+    if url.scheme == "sqs":
+        client = boto3.client(
+            "sqs",
+            endpoint_url=f"http://{url.hostname}:{url.port}",
+            region_name="eu-west-1",
+            aws_access_key_id=url.username,
+            aws_secret_access_key=url.password,
+        )
+        depths = {}
+        for queue in client.list_queues().get("QueueUrls", []):
+            attrs = client.get_queue_attributes(
+                QueueUrl=queue,
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                ],
+            )["Attributes"]
+            depths[queue.rsplit("/", 1)[1]] = sum(int(v) for v in attrs.values())
+        return depths
     client = redis.Redis.from_url(shop.env["CELERY_BROKER_URL"])
-    names = [name.decode() for name in client.keys("*chargeflow-*")]
-    depths = {name: client.llen(name) for name in names if client.type(name) == b"list"}
-    return depths
+    return {name: client.llen(name) for name in APP_QUEUES}
+
+
+def app_queue_backlog(depths: dict[str, int]) -> int:
+    """Messages for the apps' subscribers (not the dead letters, not beat's housekeeping)."""
+    return sum(depths.get(name, 0) for name in APP_QUEUES)
 
 
 # --- the chaos run ---------------------------------------------------------------------------
@@ -907,7 +928,7 @@ def chaos(args: argparse.Namespace, workdir: Path) -> tuple[bool, list[str]]:
         log("hands off: waiting until every order is final")
         ids = {p.order_id for p in placed if p.status == 201}
         done, drain = wait_until_settled(shop, ids, args.drain_timeout)
-        depths = sqs_depths(shop) if args.broker == "sqs" else redis_depths(shop)
+        depths = broker_depths(shop)
         checks = audit(shop, placed, args.broker, depths)
         total = time.monotonic() - started
         all_statuses = shop.db.statuses()
@@ -917,10 +938,10 @@ def chaos(args: argparse.Namespace, workdir: Path) -> tuple[bool, list[str]]:
         twice = Counter(p.duplicate for p in placed if p.duplicate)
         faults = [
             (
-                "SIGKILL a worker (its process group), restarted at once (shipping-queue worker)",
-                f"{supervisor.kills['worker']} ({supervisor.kills['shipping']})",
+                "SIGKILL a worker (its process group), restarted at once",
+                per_role(supervisor.kills, worker=True),
             ),
-            ("SIGKILL a relay, restarted at once", supervisor.kills["relay"]),
+            ("SIGKILL a relay, restarted at once", per_role(supervisor.kills, worker=False)),
             (
                 f"broker ({args.broker}) paused: SIGSTOP, SIGCONT after",
                 f"{supervisor.broker_paused:g} s" if supervisor.broker_paused else 0,
@@ -959,6 +980,13 @@ def chaos(args: argparse.Namespace, workdir: Path) -> tuple[bool, list[str]]:
         return done and all(c.ok for c in checks), lines
     finally:
         shop.stop()
+
+
+def per_role(counts: Counter, *, worker: bool) -> str:
+    """'3 (worker-1 2, orders-worker 1)': the workers' (or the relays') share of `counts`."""
+    mine = {n: c for n, c in sorted(counts.items()) if n.startswith("relay") != worker}
+    detail = ", ".join(f"{n} {c}" for n, c in mine.items())
+    return f"{sum(mine.values())} ({detail})" if mine else "0"
 
 
 def probe_payment_intents(client: Client) -> bool:
@@ -1077,10 +1105,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--worker-concurrency", type=int, default=2)
     parser.add_argument(
-        "--shipping-workers",
-        type=int,
-        default=1,
-        help="workers for the shipping queue alone (0: every worker consumes every queue)",
+        "--own-worker",
+        default="orders,shipping",
+        help="apps whose queue has a worker of its own, as in the Procfile (the --workers "
+        "consume every other queue); '' = every worker on every queue",
     )
     parser.add_argument("--relays", type=int, default=2)
     parser.add_argument(
@@ -1147,6 +1175,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         for name, value in defaults.items():
             if getattr(args, name) == parser.get_default(name):
                 setattr(args, name, value)
+    args.own_worker = [app for app in args.own_worker.split(",") if app]
     if not args.chaos_seconds:
         args.chaos_seconds = max(args.pg_restart_at, args.broker_pause_at + args.broker_pause) + 5
     return args
