@@ -400,6 +400,19 @@ class Shop:
             self.pg.stop()
 
 
+def kill_round(roles: list[str], rng: random.Random) -> list[str]:
+    """Every role once, in a random order alternating workers and relays (a worker first)."""
+    workers = [r for r in roles if not r.startswith("relay")]
+    relays = [r for r in roles if r.startswith("relay")]
+    rng.shuffle(workers)
+    rng.shuffle(relays)
+    order = []
+    while workers or relays:
+        order += [workers.pop()] if workers else []
+        order += [relays.pop()] if relays else []
+    return order
+
+
 class Supervisor(threading.Thread):
     """The faults: a SIGKILL to a random worker or relay every 10-15 s (restarted at once), the
     broker paused once, PostgreSQL restarted once. Also restarts processes that die by
@@ -431,9 +444,9 @@ class Supervisor(threading.Thread):
                 and now >= next_kill
                 and sum(self.kills.values()) < args.kill_rounds
             ):
-                if not bag:  # each worker and relay in turn, in a random order each round
-                    bag = self.rng.sample(sorted(self.shop.roles), len(self.shop.roles))
-                name = bag.pop()
+                if not bag:  # every worker and relay once per round, a worker first
+                    bag = kill_round(sorted(self.shop.roles), self.rng)
+                name = bag.pop(0)
                 log(f"SIGKILL {name}")
                 self.shop.kill_role(name)
                 self.kills[name] += 1
@@ -1158,6 +1171,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "orders": 30,
             "rate": 3.0,
             "kill_rounds": 2,
+            "kill_every": (4.0, 7.0),
             "visibility_timeout": 20,
             "lease_seconds": 30,
             "broker_pause": 10,

@@ -16,7 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
-from chaos import Check, check_table, mailbox, number_gaps, parse_args
+from chaos import Check, check_table, kill_round, mailbox, number_gaps, parse_args
 
 
 def test_number_gaps_counts_gaps_and_duplicates_per_series():
@@ -73,3 +73,14 @@ def test_short_variant_keeps_every_fault_and_explicit_options(argv):
         assert args.orders == 30
     else:
         assert args.orders == 300
+
+
+def test_a_kill_round_hits_every_process_once_alternating_workers_and_relays():
+    import random
+
+    roles = ["orders-worker", "relay-1", "relay-2", "shipping-worker", "worker-1", "worker-2"]
+    for seed in range(20):
+        order = kill_round(roles, random.Random(seed))
+        assert sorted(order) == roles
+        assert not order[0].startswith("relay")
+        assert [r.startswith("relay") for r in order[:4]] == [False, True, False, True]
