@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -230,6 +232,18 @@ class SqsEndpoint:
             QueueUrl=url, MaxNumberOfMessages=max_messages, WaitTimeSeconds=1
         ).get("Messages", [])
 
+    def take_tasks(self, app: str) -> list[dict]:
+        """Receive and delete every message on the app's queue; returns each task's kwargs."""
+        url = self.client.get_queue_url(QueueName=settings.QUEUE_NAMES[app])["QueueUrl"]
+        out = []
+        while batch := self.receive(app):
+            for message in batch:
+                envelope = json.loads(base64.b64decode(message["Body"]))
+                _args, kwargs, _ = json.loads(base64.b64decode(envelope["body"]))
+                out.append(kwargs)
+                self.client.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return out
+
 
 # --- Stripe (localstripe) --------------------------------------------------------------------
 
@@ -306,13 +320,17 @@ def components(sqs, stripe_server, partner, mailbox):
 
 class Pipeline:
     """Runs what the relay and the workers do, in this process: every unpublished outbox event is
-    delivered to each of its subscribers through the real inbox, until nothing is left."""
+    delivered to each of its subscribers through the real inbox, until nothing is left. A drain
+    that raises is what a failed delivery is: the next drain delivers again, with the attempt
+    number a worker would give (Event.attempt)."""
+
+    def __init__(self):
+        self.deliveries: dict[tuple, int] = {}
 
     def drain(self, *, duplicate: bool = False, max_rounds: int = 50) -> int:
         from outbox.delivery import deliver
         from outbox.models import OutboxEvent
         from outbox.registry import subscribers_for
-        from outbox.relay import envelope_of
 
         handled = 0
         for _ in range(max_rounds):
@@ -322,10 +340,12 @@ class Pipeline:
             if not rows:
                 return handled
             for row in rows:
-                envelope = envelope_of(row)
+                envelope = row.as_event().to_envelope()
                 for sub in subscribers_for(row.type):
                     for _copy in range(2 if duplicate else 1):
-                        deliver(subscriber_name=sub.name, envelope=envelope)
+                        key = (row.event_id, sub.name)
+                        self.deliveries[key] = attempt = self.deliveries.get(key, 0) + 1
+                        deliver(subscriber_name=sub.name, envelope=envelope, attempt=attempt)
                     handled += 1
                 row.status = OutboxEvent.Status.PUBLISHED
                 row.published_at = timezone.now()

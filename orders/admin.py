@@ -3,6 +3,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 
+import outbox
 from orders import presenters
 from orders.models import (
     Order,
@@ -14,7 +15,6 @@ from orders.models import (
     TimelineEntry,
 )
 from orders.services import order_retry_stuck
-from outbox.models import FailedDelivery, OutboxEvent
 
 
 @admin.register(Product)
@@ -123,9 +123,7 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.display(description="Failed deliveries (cause)")
     def delivery_failures(self, order: Order):
-        failures = FailedDelivery.objects.filter(
-            aggregate_id=str(order.id), resolved_at__isnull=True
-        ).order_by("first_failed_at")
+        failures = outbox.undelivered(order.id).failures
         if not failures:
             return "None"
         return format_html(
@@ -143,11 +141,7 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.display(description="Unpublished outbox events")
     def unpublished_events(self, order: Order):
-        events = (
-            OutboxEvent.objects.filter(aggregate_id=str(order.id))
-            .exclude(status=OutboxEvent.Status.PUBLISHED)
-            .order_by("id")
-        )
+        events = outbox.undelivered(order.id).unpublished
         if not events:
             return "None"
         return format_html(
@@ -155,7 +149,7 @@ class OrderAdmin(admin.ModelAdmin):
             format_html_join(
                 "",
                 "<li>{} ({}, {} attempt(s)) {}</li>",
-                ((e.type, e.status, e.attempts, e.last_error) for e in events),
+                ((e.event_type, e.status, e.attempts, e.last_error) for e in events),
             ),
         )
 
@@ -164,7 +158,7 @@ class OrderAdmin(admin.ModelAdmin):
         redelivered = rearmed = republished = nothing = 0
         for order in queryset.order_by("pk"):
             result = order_retry_stuck(order_id=order.pk)
-            redelivered += result.redelivered
+            redelivered += len(result.redelivered)
             rearmed += result.rearmed
             republished += result.republished
             nothing += not result.anything

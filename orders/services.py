@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+import outbox
 from chargeflow.errors import ApplicationError, ConflictError
 from chargeflow.money import quantize
 from orders.models import (
@@ -29,9 +30,6 @@ from orders.pricing import PriceLine
 from orders.selectors import price_quote
 from orders.tokens import order_link
 from outbox import publish
-from outbox.models import FailedDelivery, OutboxEvent
-from outbox.registry import get_subscriber
-from outbox.tasks import deliver
 
 logger = logging.getLogger(__name__)
 
@@ -497,49 +495,23 @@ def orders_flag_stuck() -> int:
     )
 
 
-@dataclass(frozen=True)
-class RetryResult:
-    redelivered: int
-    rearmed: int
-    republished: int = 0
-
-    @property
-    def anything(self) -> bool:
-        return bool(self.redelivered or self.rearmed or self.republished)
-
-
 @transaction.atomic
+<<<<<<< HEAD
 def order_retry_stuck(*, order_id, by: str = "") -> RetryResult:
     """Retry the step an order is stuck on: send every unresolved failed delivery of its events to
     the subscriber again (after commit), and make its unpublished outbox events due now. With
     neither (a message lost after it was published: a purged queue, an emulator restarted with
     messages in it), publish all of the order's events again. The inbox keeps all of this safe:
     a subscriber that already handled an event skips it, so no step runs twice."""
+=======
+def order_retry_stuck(*, order_id) -> outbox.Redelivery:
+    """Retry the step an order is stuck on through the outbox (`outbox.redeliver`: failed
+    deliveries sent again, unpublished events made due, or, with neither, every event of the
+    order published again; the inbox keeps a handled step from running twice), and record it on
+    the timeline."""
+>>>>>>> 48d843d (Outbox public API: Event.attempt/first_delivered_at (Celery retries + SQS receive count), outbox.redeliver/undelivered; shipping and orders stop reading outbox tables; protected import-linter contract for outbox internals; envelope_of and all_subscribers removed)
     order = _lock(order_id)
-    key = str(order.id)
-    failures = list(
-        FailedDelivery.objects.filter(aggregate_id=key, resolved_at__isnull=True).order_by("id")
-    )
-    for failure in failures:
-        queue = get_subscriber(failure.subscriber).queue
-        transaction.on_commit(
-            lambda f=failure, q=queue: deliver.apply_async(
-                kwargs={"subscriber": f.subscriber, "event": f.envelope}, queue=q
-            )
-        )
-    rearmed = (
-        OutboxEvent.objects.filter(aggregate_id=key)
-        .exclude(status=OutboxEvent.Status.PUBLISHED)
-        .update(next_attempt_at=timezone.now())
-    )
-    republished = 0
-    if not failures and not rearmed:
-        republished = OutboxEvent.objects.filter(
-            aggregate_id=key, status=OutboxEvent.Status.PUBLISHED
-        ).update(
-            status=OutboxEvent.Status.PENDING, published_at=None, next_attempt_at=timezone.now()
-        )
-    result = RetryResult(redelivered=len(failures), rearmed=rearmed, republished=republished)
+    result = outbox.redeliver(order.id)
     order.stuck_since = None
     order.last_progress_at = timezone.now()
     order.save(update_fields=["stuck_since", "last_progress_at", "updated_at"])
@@ -548,17 +520,23 @@ def order_retry_stuck(*, order_id, by: str = "") -> RetryResult:
         TimelineEntry.Type.NOTE,
         {
             "message": "Operator retried the stuck step.",
+<<<<<<< HEAD
             **({"by": by} if by else {}),
             "redelivered": [f"{f.subscriber} <- {f.event_type}" for f in failures],
             "rearmed_events": rearmed,
             "republished_events": republished,
+=======
+            "redelivered": list(result.redelivered),
+            "rearmed_events": result.rearmed,
+            "republished_events": result.republished,
+>>>>>>> 48d843d (Outbox public API: Event.attempt/first_delivered_at (Celery retries + SQS receive count), outbox.redeliver/undelivered; shipping and orders stop reading outbox tables; protected import-linter contract for outbox internals; envelope_of and all_subscribers removed)
         },
     )
     logger.info(
         "order %s: retry of the stuck step, %s redelivery(ies), %s event(s) re-armed, "
         "%s published again",
         order.id,
-        result.redelivered,
+        len(result.redelivered),
         result.rearmed,
         result.republished,
     )

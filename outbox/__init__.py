@@ -1,17 +1,25 @@
 """Transactional outbox, relay, inbox and subscriber registry. Knows nothing about orders.
 
+This module is the outbox's whole public API; other apps import nothing else from it (the
+import-linter contract "Only the outbox's public API" in pyproject.toml).
+
 from outbox import publish, subscriber
 
 @subscriber("order.placed")
-def on_order_placed(event: Event) -> None: ...
+def on_order_placed(event: Event) -> None:
+    ...  # event.attempt: which delivery this is (1, 2 …), to decide when to give up
 
 with transaction.atomic():
     ...business writes...
     publish("order.placed", order.id, {...})
+
+outbox.redeliver(order.id)    # retry what an order is stuck on (the admin, stuck orders)
+outbox.undelivered(order.id)  # its failing subscribers and unsent events, for display
 """
 
 from outbox.events import Event, RetryLater
 from outbox.registry import subscriber
+from outbox.values import Failure, Redelivery, Undelivered, Unpublished
 
 
 def publish(event_type, aggregate_id, data, *, version=1):
@@ -21,6 +29,24 @@ def publish(event_type, aggregate_id, data, *, version=1):
     return event_publish(
         event_type=event_type, aggregate_id=aggregate_id, data=data, version=version
     )
+
+
+def redeliver(aggregate_id) -> Redelivery:
+    """Send an aggregate's failed deliveries again, make its unpublished events due now, or, with
+    neither, publish all of its events again; returns a `Redelivery` (`.redelivered`,
+    `.rearmed`, `.republished`, `.anything`). Safe to repeat: subscribers skip
+    what they already handled. Joins the caller's transaction; messages leave after commit."""
+    from outbox.services import aggregate_redeliver
+
+    return aggregate_redeliver(aggregate_id=aggregate_id)
+
+
+def undelivered(aggregate_id) -> Undelivered:
+    """An aggregate's unresolved failed deliveries and unpublished events, as plain values
+    (`.failures`: `Failure`s; `.unpublished`: `Unpublished`s)."""
+    from outbox.selectors import undelivered as select
+
+    return select(aggregate_id)
 
 
 # --- Operations (the desk, /metrics, manage.py dlq_replay) -------------------------------------
@@ -78,7 +104,11 @@ def dead_letters_redrive(queue=None, *, message_ids=None, dry_run=False):
 
 __all__ = (
     "Event",
+    "Failure",
+    "Redelivery",
     "RetryLater",
+    "Undelivered",
+    "Unpublished",
     "backlog",
     "dead_letter_depths",
     "dead_letters",
@@ -86,6 +116,8 @@ __all__ = (
     "open_failure_aggregates",
     "open_failures_by_subscriber",
     "publish",
+    "redeliver",
     "subscriber",
+    "undelivered",
     "undelivered_of",
 )

@@ -1,8 +1,8 @@
 from django.contrib import admin, messages
 from django.db import transaction
-from django.utils import timezone
 
 from outbox.models import FailedDelivery, InboxMessage, OutboxEvent
+from outbox.services import events_rearm, events_republish, failures_redeliver
 
 
 @admin.register(OutboxEvent)
@@ -28,16 +28,12 @@ class OutboxEventAdmin(admin.ModelAdmin):
     def publish_again(self, request, queryset):
         """Recovery for messages lost after publishing (a purged queue, an emulator restarted
         with messages in it): send the events again; the inbox makes duplicates harmless."""
-        count = queryset.update(
-            status=OutboxEvent.Status.PENDING, published_at=None, next_attempt_at=timezone.now()
-        )
+        count = events_republish(events=queryset)
         self.message_user(request, f"{count} event(s) will be published again.", messages.SUCCESS)
 
     @admin.action(description="Retry publishing now")
     def retry_now(self, request, queryset):
-        count = queryset.exclude(status=OutboxEvent.Status.PUBLISHED).update(
-            next_attempt_at=timezone.now()
-        )
+        count = events_rearm(events=queryset)
         self.message_user(request, f"{count} event(s) will be published on the relay's next pass.")
 
 
@@ -72,16 +68,6 @@ class FailedDeliveryAdmin(admin.ModelAdmin):
 
     @admin.action(description="Redeliver to the subscriber now")
     def redeliver(self, request, queryset):
-        from outbox.registry import get_subscriber
-        from outbox.tasks import deliver
-
-        sent = 0
-        for failure in queryset.filter(resolved_at__isnull=True):
-            sub = get_subscriber(failure.subscriber)
-            transaction.on_commit(
-                lambda f=failure, q=sub.queue: deliver.apply_async(
-                    kwargs={"subscriber": f.subscriber, "event": f.envelope}, queue=q
-                )
-            )
-            sent += 1
-        self.message_user(request, f"{sent} delivery(ies) sent again.", messages.SUCCESS)
+        with transaction.atomic():
+            sent = failures_redeliver(failures=queryset.order_by("id"))
+        self.message_user(request, f"{len(sent)} delivery(ies) sent again.", messages.SUCCESS)

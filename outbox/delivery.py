@@ -19,6 +19,7 @@ success.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -36,11 +37,27 @@ from outbox.services import (
 logger = logging.getLogger(__name__)
 
 
-@observed
-def deliver(*, subscriber_name: str, envelope: dict[str, Any]) -> bool:
-    """Run the subscriber on the event. Returns False for a duplicate."""
+def deliver(
+    *,
+    subscriber_name: str,
+    envelope: dict[str, Any],
+    attempt: int = 1,
+    first_delivered_at: datetime | None = None,
+) -> bool:
+    """Run the subscriber on the event. Returns False for a duplicate. `attempt` and
+    `first_delivered_at` reach the handler on the Event (see `Event.attempt`)."""
     sub = get_subscriber(subscriber_name)
-    event = Event.from_envelope(envelope)
+    event = Event.from_envelope(envelope, attempt=attempt, first_delivered_at=first_delivered_at)
+    if attempt > 1:
+        logger.info(
+            "%s: %s %s (order %s) delivery attempt %s, first delivered %s",
+            sub.name,
+            event.type,
+            event.id,
+            event.aggregate_id,
+            attempt,
+            first_delivered_at.isoformat() if first_delivered_at else "?",
+        )
     try:
         with handling(event):
             run = _run_transactional if sub.transactional else _run_phased

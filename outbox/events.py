@@ -12,6 +12,16 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Event:
+    """One event as a subscriber receives it: the envelope, plus where its delivery stands.
+
+    `attempt` is which delivery of this event to this subscriber this is (1 the first time; it
+    counts Celery retries and broker redeliveries, e.g. after a worker died: SQS's
+    ApproximateReceiveCount, so it may run ahead by one in a race, never behind).
+    `first_delivered_at` is when the subscriber first received it (None outside a worker).
+    A handler decides when to give up from these, never by reading the outbox's tables. They are
+    delivery facts, not part of the envelope: `to_envelope()` leaves them out.
+    """
+
     id: uuid.UUID
     type: str
     version: int
@@ -19,6 +29,8 @@ class Event:
     aggregate_id: str
     correlation_id: uuid.UUID
     data: dict[str, Any] = field(default_factory=dict)
+    attempt: int = 1
+    first_delivered_at: datetime | None = None
 
     def to_envelope(self) -> dict[str, Any]:
         return {
@@ -32,7 +44,13 @@ class Event:
         }
 
     @classmethod
-    def from_envelope(cls, envelope: dict[str, Any]) -> Event:
+    def from_envelope(
+        cls,
+        envelope: dict[str, Any],
+        *,
+        attempt: int = 1,
+        first_delivered_at: datetime | None = None,
+    ) -> Event:
         return cls(
             id=uuid.UUID(str(envelope["id"])),
             type=envelope["type"],
@@ -41,6 +59,8 @@ class Event:
             aggregate_id=str(envelope["aggregate_id"]),
             correlation_id=uuid.UUID(str(envelope["correlation_id"])),
             data=envelope.get("data") or {},
+            attempt=attempt,
+            first_delivered_at=first_delivered_at,
         )
 
 

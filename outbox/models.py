@@ -4,6 +4,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.utils import timezone
 
+from outbox.events import Event
+
 
 class OutboxEvent(models.Model):
     """An event written in the same transaction as the business change that caused it."""
@@ -39,6 +41,17 @@ class OutboxEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.aggregate_id} ({self.status})"
+
+    def as_event(self) -> Event:
+        return Event(
+            id=self.event_id,
+            type=self.type,
+            version=self.version,
+            occurred_at=self.occurred_at,
+            aggregate_id=self.aggregate_id,
+            correlation_id=self.correlation_id,
+            data=self.data,
+        )
 
 
 class InboxMessage(models.Model):

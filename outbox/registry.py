@@ -75,7 +75,3 @@ def get_subscriber(name: str) -> Subscriber:
         return _subscribers[name]
     except KeyError:
         raise LookupError(f"no subscriber named {name!r}") from None
-
-
-def all_subscribers() -> list[Subscriber]:
-    return sorted(_subscribers.values(), key=lambda s: (s.event_type, s.name))

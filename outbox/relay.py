@@ -10,6 +10,7 @@ the IMMEDIATE transaction mode serialises relays instead.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -17,7 +18,7 @@ from datetime import timedelta
 
 from celery import Celery
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from chargeflow import metrics
@@ -29,23 +30,13 @@ from outbox.services import NOTIFY_CHANNEL
 logger = logging.getLogger(__name__)
 
 RETRY_CAP_SECONDS = 300
+# Between attempts to reconnect after the database or the broker went away.
+RECONNECT_CAP_SECONDS = 30
 
 
 def retry_delay(attempts: int) -> timedelta:
     """2, 4, 8 … seconds after the first, second, third failed publish; at most 5 minutes."""
     return timedelta(seconds=backoff_seconds(attempts, base=2, cap=RETRY_CAP_SECONDS, jitter=False))
-
-
-def envelope_of(row: OutboxEvent) -> dict:
-    return {
-        "id": str(row.event_id),
-        "type": row.type,
-        "version": row.version,
-        "occurred_at": row.occurred_at.isoformat(),
-        "aggregate_id": row.aggregate_id,
-        "correlation_id": str(row.correlation_id),
-        "data": row.data,
-    }
 
 
 class Relay:
@@ -54,7 +45,7 @@ class Relay:
         self.batch_size = batch_size or settings.OUTBOX_RELAY_BATCH_SIZE
 
     def send(self, row: OutboxEvent, producer) -> None:
-        envelope = envelope_of(row)
+        envelope = row.as_event().to_envelope()
         for sub in subscribers_for(row.type):
             self.app.send_task(
                 "outbox.deliver",
@@ -103,27 +94,53 @@ class Relay:
         return len(rows)
 
     def run_forever(self, *, poll_seconds: float, stop: threading.Event) -> None:
-        listener = Listener() if connection.vendor == "postgresql" else None
+        """Publish until `stop` is set, riding out database restarts and broker pauses.
+
+        Any error (a PostgreSQL restart breaks both the LISTEN connection and Django's; a broker
+        that refuses connections) is logged and retried after a backoff (0.5 s doubling to
+        RECONNECT_CAP_SECONDS, chargeflow.backoff) on fresh connections; the process never
+        exits for it. A failed publish of a single row is handled inside `run_once` instead
+        (the row records it and is retried later)."""
+        use_listen = connection.vendor == "postgresql"
         logger.info(
             "relay started (batch %s, %s)",
             self.batch_size,
-            "LISTEN/NOTIFY + polling" if listener else f"polling every {poll_seconds}s",
+            "LISTEN/NOTIFY + polling" if use_listen else f"polling every {poll_seconds}s",
         )
+        listener: Listener | None = None
+        failures = 0
         try:
             while not stop.is_set():
                 try:
+                    if use_listen and listener is None:
+                        listener = Listener()
                     claimed = self.run_once()
-                except Exception:
-                    logger.exception("relay: batch failed; retrying")
-                    close_old_connections()
-                    stop.wait(poll_seconds)
-                    continue
-                if claimed >= self.batch_size:
-                    continue  # more may be waiting
-                if listener:
-                    listener.wait(poll_seconds)
-                else:
-                    stop.wait(poll_seconds)
+                    if failures:
+                        logger.warning("relay: recovered after %s failed attempt(s)", failures)
+                        failures = 0
+                    if claimed >= self.batch_size:
+                        continue  # more may be waiting
+                    if listener:
+                        listener.wait(poll_seconds)
+                    else:
+                        stop.wait(poll_seconds)
+                except Exception as exc:
+                    failures += 1
+                    delay = backoff_seconds(failures, base=0.5, cap=RECONNECT_CAP_SECONDS)
+                    logger.error(
+                        "relay: %s: %s; reconnecting in %.1fs (attempt %s)",
+                        type(exc).__name__,
+                        str(exc).strip(),
+                        delay,
+                        failures,
+                        exc_info=failures == 1,
+                    )
+                    if listener:
+                        listener.close()
+                        listener = None
+                    with contextlib.suppress(Exception):
+                        connection.close()  # the next query opens a new connection
+                    stop.wait(delay)
         finally:
             if listener:
                 listener.close()
@@ -152,4 +169,7 @@ class Listener:
                 pass
 
     def close(self) -> None:
-        self.conn.close()
+        try:
+            self.conn.close()
+        except Exception:
+            logger.debug("relay: closing the LISTEN connection failed", exc_info=True)

@@ -1,20 +1,24 @@
-"""Writes of the outbox app: publish an event, claim an inbox slot, record delivery failures."""
+"""Writes of the outbox app: publish an event, claim an inbox slot, record delivery failures,
+send an aggregate's events again."""
 
 from __future__ import annotations
 
 import json
 import logging
 import uuid
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from outbox.events import Event, current_event
 from outbox.models import FailedDelivery, InboxMessage, OutboxEvent
+from outbox.values import Redelivery
 
 logger = logging.getLogger(__name__)
 
@@ -122,3 +126,71 @@ def outbox_cleanup(*, older_than: timedelta | None = None) -> tuple[int, int]:
     ).delete()
     inbox, _ = InboxMessage.objects.filter(handled_at__lt=cutoff).delete()
     return events, inbox
+
+
+def failures_redeliver(*, failures: Iterable[FailedDelivery]) -> tuple[str, ...]:
+    """Send each unresolved failed delivery to its subscriber again, once the caller's
+    transaction commits. The inbox makes this safe (a subscriber that handled it skips it).
+    The attempt count starts again at 1: an operator redelivers after fixing the cause."""
+    from celery import current_app
+
+    from outbox.registry import get_subscriber
+
+    sent = []
+    for failure in failures:
+        if failure.resolved_at is not None:
+            continue
+        queue = get_subscriber(failure.subscriber).queue
+        transaction.on_commit(
+            lambda f=failure, q=queue: current_app.send_task(
+                "outbox.deliver",
+                kwargs={"subscriber": f.subscriber, "event": f.envelope},
+                queue=q,
+            )
+        )
+        sent.append(f"{failure.subscriber} <- {failure.event_type}")
+    return tuple(sent)
+
+
+def events_republish(*, events: QuerySet[OutboxEvent]) -> int:
+    """Publish events again (messages lost after publishing: a purged queue, an emulator
+    restarted with messages in it); subscribers that already handled them skip them."""
+    return events.update(
+        status=OutboxEvent.Status.PENDING, published_at=None, next_attempt_at=timezone.now()
+    )
+
+
+def events_rearm(*, events: QuerySet[OutboxEvent]) -> int:
+    """Make unpublished events due now (clears the relay's backoff)."""
+    return events.exclude(status=OutboxEvent.Status.PUBLISHED).update(
+        next_attempt_at=timezone.now()
+    )
+
+
+@transaction.atomic
+def aggregate_redeliver(*, aggregate_id: Any) -> Redelivery:
+    """Retry whatever an aggregate (an order) is stuck on: send its unresolved failed
+    deliveries again (after commit) and make its unpublished events due now. With neither (a
+    message lost after it was published), publish all of its events again. Nothing runs twice:
+    the inbox skips what a subscriber already handled."""
+    key = str(aggregate_id)
+    redelivered = failures_redeliver(
+        failures=FailedDelivery.objects.filter(aggregate_id=key, resolved_at__isnull=True)
+        .select_for_update()
+        .order_by("id")
+    )
+    rearmed = events_rearm(events=OutboxEvent.objects.filter(aggregate_id=key))
+    republished = 0
+    if not redelivered and not rearmed:
+        republished = events_republish(
+            events=OutboxEvent.objects.filter(aggregate_id=key, status=OutboxEvent.Status.PUBLISHED)
+        )
+    result = Redelivery(redelivered=redelivered, rearmed=rearmed, republished=republished)
+    logger.info(
+        "aggregate %s: redelivered %s, %s event(s) re-armed, %s published again",
+        key,
+        ", ".join(redelivered) or "nothing",
+        rearmed,
+        republished,
+    )
+    return result

@@ -1,5 +1,5 @@
 from outbox import Event, subscriber
-from shipping import selectors, services
+from shipping import services
 
 SHIPMENT_CREATE_SUBSCRIBER = "shipping.on_payment_succeeded"
 
@@ -16,10 +16,7 @@ def on_order_placed(event: Event) -> None:
 @subscriber("payment.succeeded", name=SHIPMENT_CREATE_SUBSCRIBER, transactional=False)
 def on_payment_succeeded(event: Event) -> None:
     """No transaction open: record the intent (`creating`), call the partner, record the
-    answer, each phase committing on its own (docs/shipping.md)."""
-    services.shipment_create(
-        order_id=event.aggregate_id,
-        attempt=selectors.delivery_attempt(
-            event_id=event.id, subscriber=SHIPMENT_CREATE_SUBSCRIBER
-        ),
-    )
+    answer, each phase committing on its own (docs/shipping.md). The outbox counts the
+    deliveries (retries and redeliveries, `event.attempt`): the service gives up on a transient
+    partner failure at SHIPPING_CREATE_MAX_ATTEMPTS."""
+    services.shipment_create(order_id=event.aggregate_id, attempt=event.attempt)

@@ -21,7 +21,6 @@ from orders.services import orders_flag_stuck
 from outbox.delivery import deliver
 from outbox.models import FailedDelivery, OutboxEvent
 from outbox.registry import subscribers_for
-from outbox.relay import envelope_of
 from shipping.client import PartnerError, partner_session
 from shipping.models import Shipment
 from shipping.tasks import poll_open_shipments
@@ -209,7 +208,7 @@ def drain_with_stripe_down_from(event_type: str, settings) -> None:
                 settings.STRIPE_API_BASE = f"http://127.0.0.1:{free_port()}"
                 stripe_client.cache_clear()
             for sub in subscribers_for(row.type):
-                deliver(subscriber_name=sub.name, envelope=envelope_of(row))
+                deliver(subscriber_name=sub.name, envelope=row.as_event().to_envelope())
             row.status = OutboxEvent.Status.PUBLISHED
             row.save(update_fields=["status"])
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -19,7 +18,7 @@ from conftest import wait_until
 from outbox import Event, RetryLater, publish, subscriber
 from outbox.delivery import deliver
 from outbox.models import FailedDelivery, InboxMessage, OutboxEvent
-from outbox.relay import Relay, envelope_of
+from outbox.relay import Relay
 from outbox.services import OutboxError, outbox_cleanup
 
 CALLS: list[tuple[str, str]] = []
@@ -121,24 +120,7 @@ def test_concurrent_duplicates_are_handled_once():
 
 
 def _messages(sqs, app_name: str) -> list[dict]:
-    """Drain a queue: every message body as the Celery task payload (kwargs)."""
-    out = []
-    while True:
-        batch = sqs.receive(app_name)
-        if not batch:
-            return out
-        url = sqs.client.get_queue_url(QueueName=f"chargeflow-{app_name}")["QueueUrl"]
-        for message in batch:
-            out.append(decode_task(message["Body"]))
-            sqs.client.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-
-
-def decode_task(body: str) -> dict:
-    import base64
-
-    envelope = json.loads(base64.b64decode(body))
-    _args, kwargs, _ = json.loads(base64.b64decode(envelope["body"]))
-    return kwargs
+    return sqs.take_tasks(app_name)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -228,7 +210,7 @@ def test_envelope_carries_the_correlation_id_of_the_event_being_handled():
     with transaction.atomic(), handling(cause):
         child = publish("test.pinged", "order-1", {"n": "2"})
     assert child.correlation_id == cause.correlation_id
-    envelope = envelope_of(child)
+    envelope = child.as_event().to_envelope()
     assert set(envelope) == {
         "id",
         "type",

@@ -78,9 +78,9 @@ def test_transient_failure_retries_the_delivery_then_fails_the_shipment(
     fast_partner.configure(failure_rate=1.0)
     shipment = prepared()
     envelope = payment_succeeded(shipment)
-    for attempt in (1, 2):
+    for attempt in (1, 2):  # the outbox numbers the deliveries (Event.attempt)
         with pytest.raises(Exception, match="503"):
-            deliver(subscriber_name=SHIPMENT_CREATE_SUBSCRIBER, envelope=envelope)
+            deliver(subscriber_name=SHIPMENT_CREATE_SUBSCRIBER, envelope=envelope, attempt=attempt)
         shipment.refresh_from_db()
         assert shipment.status == Shipment.Status.CREATING  # the intent is committed
         assert shipment.attempts == attempt and "503" in shipment.last_error
@@ -88,7 +88,7 @@ def test_transient_failure_retries_the_delivery_then_fails_the_shipment(
         assert failure.attempts == attempt
         assert "503" in failure.last_error
         assert events("shipment.failed") == []
-    assert deliver(subscriber_name=SHIPMENT_CREATE_SUBSCRIBER, envelope=envelope)
+    assert deliver(subscriber_name=SHIPMENT_CREATE_SUBSCRIBER, envelope=envelope, attempt=3)
     shipment.refresh_from_db()
     assert shipment.status == Shipment.Status.FAILED
     assert shipment.attempts == 3
@@ -105,8 +105,8 @@ def test_transient_failure_then_recovery_ships_once(fast_partner, client_setting
     shipment = prepared()
     envelope = payment_succeeded(shipment)
     with pytest.raises(Exception, match="503"):
-        deliver(subscriber_name=SHIPMENT_CREATE_SUBSCRIBER, envelope=envelope)
-    assert deliver(subscriber_name=SHIPMENT_CREATE_SUBSCRIBER, envelope=envelope)
+        deliver(subscriber_name=SHIPMENT_CREATE_SUBSCRIBER, envelope=envelope, attempt=1)
+    assert deliver(subscriber_name=SHIPMENT_CREATE_SUBSCRIBER, envelope=envelope, attempt=2)
     shipment.refresh_from_db()
     assert shipment.status == Shipment.Status.CREATED
     assert shipment.attempts == 2
