@@ -391,13 +391,15 @@ def _child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 class Stack:
-    """Relay and worker processes; their output goes to test-artifacts/logs/."""
+    """Relay, worker and web (gunicorn) processes; their output goes to test-artifacts/logs/."""
 
     def __init__(self, name: str):
         self.name = name
         self.procs: dict[str, subprocess.Popen] = {}
         self.logs = ARTIFACTS / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
+        self.web_port = free_port()
+        self.web_url = f"http://127.0.0.1:{self.web_port}"
 
     def start(self, role: str, *, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
         commands = {
@@ -414,6 +416,17 @@ class Stack:
                 "--without-heartbeat",
                 "--loglevel",
                 "INFO",
+            ],
+            # One process, one thread: one persistent database connection (CONN_MAX_AGE).
+            "web": [
+                str(Path(sys.executable).with_name("gunicorn")),
+                "chargeflow.wsgi",
+                "--bind",
+                f"127.0.0.1:{self.web_port}",
+                "--workers",
+                "1",
+                "--threads",
+                "1",
             ],
         }
         log = open(self.logs / f"{self.name}-{role}.log", "ab")  # noqa: SIM115

@@ -1,4 +1,9 @@
-"""Exponential backoff, the one formula every retry in the project uses."""
+"""Exponential backoff, the one formula every retry the project schedules itself uses: Celery
+task retries and the quick `RetryLater` ones (outbox.tasks), the relay's publish retries and its
+reconnects (outbox.relay), email retries (notifications). In-call HTTP retries inside one
+remote call belong to the client library: urllib3's `Retry` for the shipping partner (the same
+doubling and cap, its own jitter; shipping/client.py) and the Stripe SDK's two network retries
+(billing/stripe_client.py)."""
 
 from __future__ import annotations
 

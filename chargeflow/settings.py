@@ -160,7 +160,15 @@ TEMPLATES = [
 # --- Database: PostgreSQL when DATABASE_URL is set, SQLite otherwise -------------------------
 DATABASE_URL = env("DATABASE_URL")
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    # Persistent connections (60 s), checked before reuse at the start of each request or task:
+    # after a database restart a stale connection is replaced instead of answering 500.
+    DATABASES = {
+        "default": dj_database_url.parse(
+            DATABASE_URL,
+            conn_max_age=env_int("CONN_MAX_AGE", 60),
+            conn_health_checks=env_bool("CONN_HEALTH_CHECKS", True),
+        )
+    }
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
@@ -468,10 +476,22 @@ CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 10
 EMAIL_SEND_LEASE_SECONDS = env_int("EMAIL_SEND_LEASE_SECONDS", CELERY_TASK_TIME_LIMIT + 30)
 CELERY_TASK_MAX_RETRIES = env_int("CELERY_TASK_MAX_RETRIES", 8)
 CELERY_RETRY_BACKOFF_MAX = env_int("CELERY_RETRY_BACKOFF_MAX", 300)
-# Longer than the longest task plus the longest retry countdown: never redeliver a running task.
-SQS_VISIBILITY_TIMEOUT = env_int(
-    "SQS_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT + CELERY_RETRY_BACKOFF_MAX + 60
+# Visibility: short leases, renewed. A queue hides a received message for SQS_VISIBILITY_TIMEOUT;
+# the worker extends that every SQS_VISIBILITY_HEARTBEAT seconds while it holds the message
+# (running, or waiting for a retry countdown): chargeflow/sqs_heartbeat.py. A worker that dies
+# stops extending, so its messages come back within SQS_VISIBILITY_TIMEOUT (480 s before).
+# A message held longer than SQS_VISIBILITY_MAX_HOLD (the longest task plus the longest retry
+# countdown) is no longer extended: a hung task cannot keep it forever.
+SQS_VISIBILITY_TIMEOUT = env_int("SQS_VISIBILITY_TIMEOUT", 60)
+SQS_VISIBILITY_HEARTBEAT = float(
+    env("SQS_VISIBILITY_HEARTBEAT", str(max(1, SQS_VISIBILITY_TIMEOUT // 4)))
 )
+SQS_VISIBILITY_MAX_HOLD = CELERY_TASK_TIME_LIMIT + CELERY_RETRY_BACKOFF_MAX + 60
+if SQS_VISIBILITY_HEARTBEAT * 2 > SQS_VISIBILITY_TIMEOUT:
+    raise ImproperlyConfigured(
+        "SQS_VISIBILITY_HEARTBEAT must be at most half of SQS_VISIBILITY_TIMEOUT, or held "
+        "messages are delivered twice."
+    )
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
@@ -479,6 +499,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A broker pause never ends a worker: it reconnects (with Celery's backoff) for as long as it takes.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 
 # One queue per consuming app (DESIGN.md §3) plus one for housekeeping. Names are SQS names.
 CONSUMER_APPS = ("orders", "invoicing", "billing", "shipping", "notifications")
@@ -490,6 +512,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "region": AWS_REGION,
     "is_secure": SQS_IS_SECURE,
     "visibility_timeout": SQS_VISIBILITY_TIMEOUT,
+    # How many times, and since when, SQS handed a message out: Event.attempt and
+    # Event.first_delivered_at count deliveries to a worker that died (outbox/tasks.py).
+    "fetch_message_attributes": ["ApproximateReceiveCount", "ApproximateFirstReceiveTimestamp"],
     # Real SQS: long polling (10 s, fewer paid requests); run one worker per queue there, since a
     # worker polls its queues in turn and each empty long poll delays the others. The local
     # emulator: short polling every 0.1 s (measured: 4-5 s instead of ~26 s from checkout to

@@ -97,6 +97,17 @@ class Order(models.Model):
         CANCELLED = "cancelled", "Cancelled"
         REFUNDED = "refunded", "Refunded"
 
+    class PaymentStatus(models.TextChoices):
+        """What billing reported about the payment (the API's `payment.status`, DESIGN.md §6);
+        blank until billing reports anything."""
+
+        PENDING = "pending", "Pending"
+        ACTION_REQUIRED = "action_required", "Action required"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        PARTIALLY_REFUNDED = "partially_refunded", "Partially refunded"
+        REFUNDED = "refunded", "Refunded"
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     number = models.CharField(max_length=16, unique=True, default=new_order_number)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PLACED)
@@ -143,7 +154,7 @@ class Order(models.Model):
     # Copies of facts reported by the other apps' events (event-carried state).
     invoice_number = models.CharField(max_length=32, blank=True)
     invoice_pdf_path = models.CharField(max_length=255, blank=True)
-    payment_status = models.CharField(max_length=32, blank=True)
+    payment_status = models.CharField(max_length=32, blank=True, choices=PaymentStatus.choices)
     payment_message = models.CharField(max_length=500, blank=True)
     payment_client_secret = models.CharField(max_length=255, blank=True)
     refunded_amount = models.DecimalField(max_digits=12, decimal_places=2, default=0)
@@ -236,12 +247,18 @@ class OrderCreditNote(models.Model):
 
 class TimelineEntry(models.Model):
     class Type(models.TextChoices):
-        STATUS_CHANGED = "status_changed"
-        EMAIL_SENT = "email_sent"
-        NOTE = "note"
+        # The API contract names the first two (DESIGN.md §6); the others are ours.
+        STATUS_CHANGED = "status_changed", "Status changed"
+        EMAIL_SENT = "email_sent", "Email sent"
+        INVOICE_ISSUED = "invoice_issued", "Invoice issued"
+        PAYMENT = "payment", "Payment"
+        SHIPMENT = "shipment", "Shipment"
+        REFUND = "refund", "Refund"
+        CREDIT_NOTE_ISSUED = "credit_note_issued", "Credit note issued"
+        NOTE = "note", "Note"
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="timeline")
-    type = models.CharField(max_length=32)
+    type = models.CharField(max_length=32, choices=Type.choices)
     at = models.DateTimeField(default=timezone.now)
     detail = models.JSONField(encoder=DjangoJSONEncoder, default=dict)
 

@@ -126,9 +126,9 @@ def describe(entry: TimelineEntry) -> str:
         return f"{text} ({d['reason']})" if d.get("reason") else text
     if kind == TimelineEntry.Type.EMAIL_SENT:
         return "Email sent: " + str(d.get("kind", "")).replace("_", " ")
-    if kind == "invoice_issued":
+    if kind == TimelineEntry.Type.INVOICE_ISSUED:
         return f"Invoice {d.get('number', '')} issued (total {d.get('total', '')})"
-    if kind == "payment":
+    if kind == TimelineEntry.Type.PAYMENT:
         status = d.get("status")
         if status == "succeeded":
             return "Payment received"
@@ -137,7 +137,7 @@ def describe(entry: TimelineEntry) -> str:
         if status == "action_required":
             return "Payment needs your confirmation"
         return f"Payment {status}"
-    if kind == "shipment":
+    if kind == TimelineEntry.Type.SHIPMENT:
         status = d.get("status")
         if status == "created":
             return f"Handed to the carrier, tracking number {d.get('tracking_number', '')}"
@@ -146,9 +146,9 @@ def describe(entry: TimelineEntry) -> str:
         if status == "failed":
             return "Shipping failed: " + (d.get("reason") or "the carrier refused the parcel")
         return f"Shipment {status}"
-    if kind == "refund":
+    if kind == TimelineEntry.Type.REFUND:
         return f"Refunded {d.get('amount', '')}"
-    if kind == "credit_note_issued":
+    if kind == TimelineEntry.Type.CREDIT_NOTE_ISSUED:
         return f"Credit note {d.get('number', '')} issued ({d.get('amount', '')})"
     if kind == "restock":
         skus = ", ".join(f"{units} × {sku}" for sku, units in (d.get("skus") or {}).items())

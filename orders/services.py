@@ -204,7 +204,7 @@ def order_write(
         payment_method=payment_method,
         payment_intent=payment_intent,
         currency=quote.currency,
-        payment_status="pending",
+        payment_status=Order.PaymentStatus.PENDING,
         idempotency_key=idempotency_key,
         request_fingerprint=fingerprint,
         subtotal=quote.subtotal,
@@ -277,7 +277,7 @@ def order_write(
     return order
 
 
-def _timeline(order: Order, type_: str, detail: dict[str, Any]) -> TimelineEntry:
+def _timeline(order: Order, type_: TimelineEntry.Type, detail: dict[str, Any]) -> TimelineEntry:
     return TimelineEntry.objects.create(order=order, type=type_, detail=detail)
 
 
@@ -366,19 +366,21 @@ def order_record_invoice(
             order.total,
         )
     order.save(update_fields=update)
-    _timeline(order, "invoice_issued", {"number": number, "total": str(order.total)})
+    _timeline(
+        order, TimelineEntry.Type.INVOICE_ISSUED, {"number": number, "total": str(order.total)}
+    )
 
 
 # Facts only move forward too: a late or duplicated event never overwrites a later fact (a
 # payment.action_required delivered after payment.succeeded must not show "complete payment").
 PAYMENT_STATUS_RANK = {
     "": 0,
-    "pending": 1,
-    "action_required": 2,
-    "succeeded": 3,
-    "failed": 3,
-    "partially_refunded": 4,
-    "refunded": 5,
+    Order.PaymentStatus.PENDING: 1,
+    Order.PaymentStatus.ACTION_REQUIRED: 2,
+    Order.PaymentStatus.SUCCEEDED: 3,
+    Order.PaymentStatus.FAILED: 3,
+    Order.PaymentStatus.PARTIALLY_REFUNDED: 4,
+    Order.PaymentStatus.REFUNDED: 5,
 }
 SHIPMENT_STATUS_RANK = {"": 0, "created": 1, "failed": 2, "delivered": 2}
 
@@ -411,7 +413,7 @@ def order_record_payment(
     detail = {"status": status}
     if message:
         detail["message"] = message
-    _timeline(order, "payment", detail)
+    _timeline(order, TimelineEntry.Type.PAYMENT, detail)
     return True
 
 
@@ -420,10 +422,12 @@ def order_record_refund(*, order_id, amount: Decimal, full: bool, reason: str = 
     order = _lock(order_id)
     order.refunded_amount = quantize(order.refunded_amount + Decimal(amount))
     # A partial refund reported after the full one does not un-refund the order.
-    full = full or order.payment_status == "refunded"
-    order.payment_status = "refunded" if full else "partially_refunded"
+    full = full or order.payment_status == Order.PaymentStatus.REFUNDED
+    order.payment_status = (
+        Order.PaymentStatus.REFUNDED if full else Order.PaymentStatus.PARTIALLY_REFUNDED
+    )
     order.save(update_fields=["refunded_amount", "payment_status", "updated_at"])
-    _timeline(order, "refund", {"amount": str(quantize(amount)), "reason": reason})
+    _timeline(order, TimelineEntry.Type.REFUND, {"amount": str(quantize(amount)), "reason": reason})
 
 
 @transaction.atomic
@@ -452,7 +456,7 @@ def order_record_shipment(
         detail["tracking_number"] = tracking_number
     if reason:
         detail["reason"] = reason
-    _timeline(order, "shipment", detail)
+    _timeline(order, TimelineEntry.Type.SHIPMENT, detail)
     return True
 
 
@@ -462,7 +466,9 @@ def order_record_credit_note(*, order_id, number: str, amount: Decimal, pdf_path
     OrderCreditNote.objects.get_or_create(
         number=number, defaults={"order": order, "amount": Decimal(amount), "pdf_path": pdf_path}
     )
-    _timeline(order, "credit_note_issued", {"number": number, "amount": str(amount)})
+    _timeline(
+        order, TimelineEntry.Type.CREDIT_NOTE_ISSUED, {"number": number, "amount": str(amount)}
+    )
 
 
 @transaction.atomic

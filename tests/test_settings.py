@@ -1,6 +1,7 @@
 """Settings come from the environment; production refuses to start without real secrets."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -153,3 +154,12 @@ def test_embedded_defaults_and_postgres_when_configured():
     assert embedded.stdout.strip() == "django.db.backends.sqlite3"
     pg = load_settings(DEBUG="true", DATABASE_URL="postgres://u@127.0.0.1:5432/db")
     assert pg.stdout.strip() == "django.db.backends.postgresql"
+
+
+def test_env_example_lists_every_setting_the_settings_read():
+    source = (ROOT / "chargeflow" / "settings.py").read_text()
+    read = set(re.findall(r'\benv(?:_bool|_int|_list)?\(\s*"([A-Z][A-Z0-9_]*)"', source))
+    read |= set(re.findall(r'os\.environ\.get\("([A-Z][A-Z0-9_]*)"', source))
+    listed = set(re.findall(r"^([A-Z][A-Z0-9_]*)=", (ROOT / ".env.example").read_text(), re.M))
+    assert read - listed == set(), "read by settings.py but missing from .env.example"
+    assert listed - read == set(), "in .env.example but never read"
