@@ -59,7 +59,10 @@ def test_a_held_message_is_extended_and_comes_back_soon_after_its_worker_dies(
     url = short_visibility
     worker = live_stack.start(
         "worker",
-        extra_env={"SQS_VISIBILITY_TIMEOUT": str(TIMEOUT), "SQS_VISIBILITY_HEARTBEAT": str(HEARTBEAT)},
+        extra_env={
+            "SQS_VISIBILITY_TIMEOUT": str(TIMEOUT),
+            "SQS_VISIBILITY_HEARTBEAT": str(HEARTBEAT),
+        },
     )
     envelope = {
         "id": str(uuid.uuid4()),
