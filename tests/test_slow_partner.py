@@ -27,7 +27,6 @@ from orders.models import Order
 from outbox.delivery import deliver
 from outbox.models import OutboxEvent
 from outbox.registry import subscribers_for
-from outbox.relay import envelope_of
 from shipping import services as shipping
 from shipping.handlers import SHIPMENT_CREATE_SUBSCRIBER
 from shipping.models import Shipment
@@ -61,7 +60,7 @@ def drain_order(order_id: str, *, skip: set[str]) -> None:
         for row in rows:
             for sub in subscribers_for(row.type):
                 if sub.name not in skip:
-                    deliver(subscriber_name=sub.name, envelope=envelope_of(row))
+                    deliver(subscriber_name=sub.name, envelope=row.as_event().to_envelope())
             OutboxEvent.objects.filter(pk=row.pk).update(
                 status=OutboxEvent.Status.PUBLISHED, published_at=timezone.now()
             )
