@@ -27,7 +27,6 @@ from invoicing.tests.test_services import pdf_text
 from orders.models import Order, Product, ShippingZone
 from outbox.delivery import deliver
 from outbox.models import OutboxEvent
-from outbox.relay import envelope_of
 
 pytestmark = pytest.mark.django_db
 
@@ -119,7 +118,7 @@ def _deliver_order_placed(order: Order) -> dict:
     """Hand order.placed to invoicing's and billing's real subscribers (through the inbox)."""
     row = OutboxEvent.objects.get(type="order.placed", aggregate_id=str(order.id))
     for subscriber in ("invoicing.on_order_placed", "billing.on_order_placed"):
-        deliver(subscriber_name=subscriber, envelope=envelope_of(row))
+        deliver(subscriber_name=subscriber, envelope=row.as_event().to_envelope())
     return row.data
 
 
