@@ -158,7 +158,7 @@ class OrderAdmin(admin.ModelAdmin):
         redelivered = rearmed = republished = nothing = 0
         for order in queryset.order_by("pk"):
             result = order_retry_stuck(order_id=order.pk)
-            redelivered += len(result.redelivered)
+            redelivered += result.redelivered
             rearmed += result.rearmed
             republished += result.republished
             nothing += not result.anything

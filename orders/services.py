@@ -501,21 +501,25 @@ def orders_flag_stuck() -> int:
     )
 
 
+@dataclass(frozen=True)
+class RetryResult:
+    """What a retry did, in counts (the desk and the admin show them)."""
+
+    redelivered: int
+    rearmed: int
+    republished: int = 0
+
+    @property
+    def anything(self) -> bool:
+        return bool(self.redelivered or self.rearmed or self.republished)
+
+
 @transaction.atomic
-<<<<<<< HEAD
 def order_retry_stuck(*, order_id, by: str = "") -> RetryResult:
-    """Retry the step an order is stuck on: send every unresolved failed delivery of its events to
-    the subscriber again (after commit), and make its unpublished outbox events due now. With
-    neither (a message lost after it was published: a purged queue, an emulator restarted with
-    messages in it), publish all of the order's events again. The inbox keeps all of this safe:
-    a subscriber that already handled an event skips it, so no step runs twice."""
-=======
-def order_retry_stuck(*, order_id) -> outbox.Redelivery:
     """Retry the step an order is stuck on through the outbox (`outbox.redeliver`: failed
     deliveries sent again, unpublished events made due, or, with neither, every event of the
     order published again; the inbox keeps a handled step from running twice), and record it on
-    the timeline."""
->>>>>>> 48d843d (Outbox public API: Event.attempt/first_delivered_at (Celery retries + SQS receive count), outbox.redeliver/undelivered; shipping and orders stop reading outbox tables; protected import-linter contract for outbox internals; envelope_of and all_subscribers removed)
+    the timeline (with who retried, `by`)."""
     order = _lock(order_id)
     result = outbox.redeliver(order.id)
     order.stuck_since = None
@@ -526,16 +530,10 @@ def order_retry_stuck(*, order_id) -> outbox.Redelivery:
         TimelineEntry.Type.NOTE,
         {
             "message": "Operator retried the stuck step.",
-<<<<<<< HEAD
             **({"by": by} if by else {}),
-            "redelivered": [f"{f.subscriber} <- {f.event_type}" for f in failures],
-            "rearmed_events": rearmed,
-            "republished_events": republished,
-=======
             "redelivered": list(result.redelivered),
             "rearmed_events": result.rearmed,
             "republished_events": result.republished,
->>>>>>> 48d843d (Outbox public API: Event.attempt/first_delivered_at (Celery retries + SQS receive count), outbox.redeliver/undelivered; shipping and orders stop reading outbox tables; protected import-linter contract for outbox internals; envelope_of and all_subscribers removed)
         },
     )
     logger.info(
@@ -546,7 +544,11 @@ def order_retry_stuck(*, order_id) -> outbox.Redelivery:
         result.rearmed,
         result.republished,
     )
-    return result
+    return RetryResult(
+        redelivered=len(result.redelivered),
+        rearmed=result.rearmed,
+        republished=result.republished,
+    )
 
 
 # --- Operator actions (the desk) -------------------------------------------------------------

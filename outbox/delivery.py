@@ -37,6 +37,7 @@ from outbox.services import (
 logger = logging.getLogger(__name__)
 
 
+@observed
 def deliver(
     *,
     subscriber_name: str,

@@ -139,7 +139,7 @@ def test_retry_publishes_the_orders_events_again_when_a_message_was_lost(stuck_o
         published_at=timezone.now(),
     )
     result = order_retry_stuck(order_id=stuck_order.pk)
-    assert (result.redelivered, result.rearmed, result.republished) == ((), 0, 1)
+    assert (result.redelivered, result.rearmed, result.republished) == (0, 0, 1)
     lost.refresh_from_db()
     other.refresh_from_db()
     assert lost.status == OutboxEvent.Status.PENDING and lost.published_at is None
