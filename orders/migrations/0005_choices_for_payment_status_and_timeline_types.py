@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('orders', '0003_seed_tax_rates_and_copy_pricing_tables'),
+        ('orders', '0004_checkout_hold'),
     ]
 
     operations = [
