@@ -157,8 +157,10 @@
     }
     const intent = result && result.paymentIntent;
     if (!intent || intent.status !== "requires_capture") {
-      cardErrors.textContent = cardMessage(result && result.error) +
-        " Nothing was charged: check the card or use another one, then press Pay again.";
+      const message = cardMessage(result && result.error);
+      cardErrors.textContent = /try again/i.test(message)
+        ? message + " Nothing was charged."
+        : message + " Nothing was charged: check the card or use another one, then press Pay again.";
       return;
     }
     button.textContent = "Placing your order…";
