@@ -1,218 +1,924 @@
-"""Pipeline benchmark (`make bench`): N orders through the API, end to end, on PostgreSQL and the
-Redis broker (moto's SQS is too slow for throughput figures, see DESIGN.md §5).
+"""Pipeline benchmark (`make bench`): the targets of issue 11, each as a ratio measured side by side
+in ONE run on this machine (PostgreSQL, the Redis broker; moto's SQS is too slow, DESIGN.md §5).
 
-Starts its own processes on free loopback ports: localstripe, the partner simulator, the SMTP
-sink, gunicorn, one relay and one Celery worker; places the orders from a thread pool; waits until
-every order is shipped; then measures the relay alone on a backlog, with batch size 1 and 100 side
-by side in the same run. Prints one table of figures. Not a test: nothing here asserts.
+Starts everything itself on free loopback ports, in its own databases (`chargeflow_bench`,
+`chargeflow_bench_old`) and one Redis database (BENCH_REDIS_DB, default 13): localstripe, the
+partner simulator, the SMTP sink, gunicorn as in the Procfile (DEBUG off), one relay, one Celery
+worker. Then, in this order:
 
-    python bench/pipeline.py --orders 200 --clients 8 --worker-concurrency 4
+1. pipeline: orders through the API in batches, each batch waited for until every order is
+   shipped and every email sent; CPU of each process (from /proc, whole process trees) per batch:
+   own CPU per shipped order (web + relay + worker), the emulators separately; RSS per process;
+2. the invoice PDF rendered alone (the same template and context), CPU per render;
+3. commit -> first handler start through the outbox vs a bare Celery hop (same worker, same broker);
+4. checkout: requests/s, p50/p99 at 10 and 50 clients, one hot product and spread over the
+   catalog, for this tree, for commit 8912b0a (a worktree, --old-root, against the same
+   PostgreSQL) and for a bare Django view inserting one row (bench/bareapp.py); SQL per checkout;
+5. the relay on a backlog vs raw send_task of the same messages.
+
+Prints every target with figure, ratio and verdict; writes bench/results/<stamp>.json (+ .png).
+
+    python bench/pipeline.py --quick          # a few minutes
+    python bench/pipeline.py                  # the default run
+    python bench/pipeline.py --long           # 2,000 orders in batches of 200 (ageing)
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
+import json
 import os
+import random
+import secrets
+import shlex
+import signal
+import socket
 import statistics
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
 import redis
 import requests
-from stack import (
-    PY,
-    ROOT,
-    Ports,
-    Processes,
-    percentile,
-    relay_cmd,
-    shop_env,
-    start_components,
-    wait_http,
-    web_cmd,
-    worker_cmd,
-)
 
-DB_NAME = "chargeflow_bench"
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+BIN = Path(PY).parent
+RESULTS = ROOT / "bench" / "results"
+OLD_COMMIT = "8912b0a"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def recreate_database(admin_url: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
-def place_orders(base: str, n: int, clients: int, rate: float) -> list[str]:
-    body = {
-        "email": "bench@example.com",
-        "shipping_address": {
-            "name": "Bench Customer",
-            "line1": "1 Load Street",
-            "city": "Berlin",
-            "postal_code": "10115",
-            "country": "DE",
-        },
-        "items": [{"sku": "LAPTOP-14", "quantity": 1}, {"sku": "MOUSE-01", "quantity": 1}],
-        "payment_method": "pm_card_visa",
-    }
-    session = requests.Session()
-    started = time.monotonic()
-
-    def one(i):
-        if rate:  # open loop: order i leaves at i / rate seconds, whatever the shop's speed
-            time.sleep(max(0.0, started + i / rate - time.monotonic()))
-        response = session.post(
-            f"{base}/api/v1/orders/",
-            json=body,
-            headers={"Idempotency-Key": str(uuid.uuid4())},
-            timeout=30,
-        )
-        response.raise_for_status()
-        return response.json()["id"]
-
-    with ThreadPoolExecutor(clients) as pool:
-        return list(pool.map(one, range(n)))
+def wait_http(url: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.RequestException:
+            time.sleep(0.2)
+    raise SystemExit(f"{url} did not answer in {timeout}s")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--orders", type=int, default=200)
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument(
-        "--rate", type=float, default=0, help="orders per second (0: as fast as the API takes them)"
-    )
-    parser.add_argument("--worker-concurrency", type=int, default=4)
-    parser.add_argument("--relay-events", type=int, default=3000)
-    parser.add_argument("--timeout", type=float, default=600)
-    args = parser.parse_args()
+def pct(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))]
 
-    pg = os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432")
-    redis_base = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379")
-    recreate_database(f"{pg}/postgres")
-    workdir = Path(tempfile.mkdtemp(prefix="chargeflow-bench-"))
-    ports = Ports()
-    env = shop_env(
-        workdir,
-        ports,
-        database_url=f"{pg}/{DB_NAME}",
-        broker_url=f"{redis_base}/14",
-        redis_url=f"{redis_base}/13",
-    )
-    redis.Redis.from_url(f"{redis_base}/14").flushdb()  # no leftovers from an earlier run
-    procs = Processes(env, workdir)
-    print(f"bench: working directory {workdir}", flush=True)
+
+# --- CPU and memory of whole process trees, from /proc ------------------------------------------
+
+
+def _stat(pid: int):
     try:
-        procs.run(PY, "manage.py", "migrate", "--noinput")
-        procs.run(PY, "manage.py", "seed_catalog")
-        stock = args.orders * 2 + 100
-        procs.run(
-            PY,
-            "manage.py",
-            "shell",
-            "-c",
-            f"from orders.models import Product; Product.objects.update(stock={stock})",
-        )
-        start_components(procs, ports, workdir)
-        procs.start("web", *web_cmd(ports.web))
-        procs.start("relay", *relay_cmd())
-        procs.start("worker", *worker_cmd(args.worker_concurrency))
-        wait_http(f"{env['SITE_URL']}/health/")
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rfind(")") + 2 :].split()
+    # after the command: state ppid pgrp session ... utime(11) stime(12) cutime cstime ... rss(21)
+    return int(fields[3]), (int(fields[11]) + int(fields[12])) / CLK_TCK, int(fields[21]) * PAGE
 
-        started = time.time()
-        ids = place_orders(env["SITE_URL"], args.orders, args.clients, args.rate)
-        placed = time.time()
-        with psycopg.connect(env["DATABASE_URL"]) as conn:
-            deadline = time.monotonic() + args.timeout
-            while True:
-                shipped = conn.execute(
-                    "SELECT count(*) FROM orders_order WHERE status = 'shipped'"
-                ).fetchone()[0]
-                if shipped >= len(ids) or time.monotonic() > deadline:
-                    break
-                time.sleep(0.5)
-            rows = conn.execute(
-                """SELECT o.created_at, t.at FROM orders_order o
-                   JOIN orders_timelineentry t ON t.order_id = o.id
-                   AND t.type = 'status_changed' AND t.detail->>'to' = 'shipped'"""
-            ).fetchall()
-            failures = conn.execute(
-                "SELECT count(*) FROM outbox_faileddelivery WHERE resolved_at IS NULL"
+
+def session_usage() -> dict[int, tuple[float, int]]:
+    """{session id: (CPU seconds of its live processes, RSS bytes)}."""
+    out: dict[int, list] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            st = _stat(int(entry))
+            if st:
+                acc = out.setdefault(st[0], [0.0, 0])
+                acc[0] += st[1]
+                acc[1] += st[2]
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+class Processes:
+    """Long-running processes, each in its own session (its CPU is its whole tree's)."""
+
+    def __init__(self, logdir: Path):
+        self.logdir, self.procs = logdir, {}
+        self.dead_cpu: dict[str, float] = {}
+
+    def start(self, name: str, cmd: list[str], *, env: dict, cwd: Path) -> None:
+        log = open(self.logdir / f"{name}.log", "ab")  # noqa: SIM115
+        self.procs[name] = subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def cpu(self) -> dict[str, float]:
+        usage = session_usage()
+        out = dict(self.dead_cpu)
+        for name, proc in self.procs.items():
+            out[name] = out.get(name, 0.0) + usage.get(proc.pid, (0.0, 0))[0]
+        return out
+
+    def rss(self) -> dict[str, int]:
+        usage = session_usage()
+        return {name: usage.get(p.pid, (0, 0))[1] for name, p in self.procs.items()}
+
+    def stop(self, *names: str) -> None:
+        names = names or tuple(self.procs)
+        for name in names:
+            proc = self.procs.get(name)
+            if proc and proc.poll() is None:
+                self.dead_cpu[name] = self.dead_cpu.get(name, 0.0) + self.cpu().get(name, 0.0)
+                os.killpg(proc.pid, signal.SIGTERM)
+        for name in names:
+            proc = self.procs.pop(name, None)
+            if proc is None:
+                continue
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
+
+def pg_backend_cpu(conn, datnames: tuple[str, ...], seen: dict[int, float]) -> float:
+    """CPU of the PostgreSQL backends serving our databases (sampled: a backend that lives and
+    dies between two samples is missed)."""
+    pids = conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE datname = ANY(%s)", [list(datnames)]
+    ).fetchall()
+    for (pid,) in pids:
+        st = _stat(pid)
+        if st:
+            seen[pid] = st[1]
+    return sum(seen.values())
+
+
+class Monitor(threading.Thread):
+    """One sample a second: CPU and RSS per process, PostgreSQL backends, shipped orders."""
+
+    def __init__(self, procs: Processes, database_url: str, datnames: tuple[str, ...]):
+        super().__init__(daemon=True)
+        self.procs, self.samples, self.stop_event = procs, [], threading.Event()
+        self.conn = psycopg.connect(database_url, autocommit=True)
+        self.datnames, self.pg_seen = datnames, {}
+        self.lock = threading.Lock()
+
+    def sample(self) -> dict:
+        with self.lock:
+            shipped = self.conn.execute(
+                "SELECT count(*) FROM orders_order WHERE status IN ('shipped', 'delivered')"
             ).fetchone()[0]
-        latencies = [(at - created).total_seconds() for created, at in rows]
-        last_shipped = max(at for _, at in rows).timestamp() if rows else time.time()
-        procs.stop()
+            pg = pg_backend_cpu(self.conn, self.datnames, self.pg_seen)
+        return {
+            "t": time.time(),
+            "cpu": self.procs.cpu(),
+            "rss": self.procs.rss(),
+            "pg_cpu": pg,
+            "shipped": shipped,
+        }
 
-        relay = relay_side_by_side(env, args.relay_events)
-        print()
-        print("| figure | value |")
-        print("|---|---|")
-        pace = f"{args.rate:g}/s offered" if args.rate else f"{args.clients} clients, closed loop"
-        print(
-            f"| orders placed (API, {pace}) | {len(ids)} in "
-            f"{placed - started:.1f} s = {len(ids) / (placed - started):.1f} orders/s |"
-        )
-        print(f"| orders shipped | {len(rows)} / {len(ids)} |")
-        print(
-            f"| end-to-end throughput (first POST to last shipped) | "
-            f"{len(rows) / (last_shipped - started):.2f} orders/s |"
-        )
-        if latencies:
-            print(
-                f"| checkout-to-shipped latency p50 / p95 / max | "
-                f"{statistics.median(latencies):.2f} s / {percentile(latencies, 95):.2f} s / "
-                f"{max(latencies):.2f} s |"
-            )
-        print(f"| unresolved failed deliveries | {failures} |")
-        for batch, rate in relay.items():
-            print(
-                f"| relay alone, {args.relay_events} events, batch {batch} | {rate:.0f} events/s |"
-            )
-        if len(relay) == 2:
-            small, large = relay.values()
-            print(f"| relay batch 100 vs batch 1 (same run) | {large / small:.1f}x |")
-    finally:
-        procs.stop()
+    def run(self):
+        while not self.stop_event.wait(1.0):
+            try:
+                self.samples.append(self.sample())
+            except Exception:  # noqa: S112 (a process ended between two reads)
+                continue
 
 
-def relay_side_by_side(env: dict[str, str], events: int) -> dict[int, float]:
-    """The relay alone on a backlog of `events` (one subscriber each), batch 1 vs batch 100."""
-    code = f"""
-import time
-from django.db import transaction
-from chargeflow.celery import app
-from outbox import publish
-from outbox.models import OutboxEvent
-from outbox.relay import Relay
-for batch in (1, 100):
-    OutboxEvent.objects.all().delete()
-    with transaction.atomic():
-        for i in range({events}):
-            publish("email.sent", f"bench-{{i}}", {{"kind": "bench", "order_id": "x"}})
-    relay = Relay(app, batch_size=batch)
-    started = time.perf_counter()
-    while relay.run_once():
-        pass
-    print("RELAY", batch, {events} / (time.perf_counter() - started))
-OutboxEvent.objects.all().delete()
-app.connection_for_write().default_channel.client.flushdb()
+# --- the stacks ----------------------------------------------------------------------------------
+
+
+def procfile_web_args(root: Path) -> list[str]:
+    """gunicorn's options from the tree's Procfile `web:` line, without --bind."""
+    for line in (root / "Procfile").read_text().splitlines():
+        if line.startswith("web:"):
+            words = shlex.split(line.split(":", 1)[1])
+            words = words[words.index("gunicorn") + 2 :]
+            out, skip = [], False
+            for word in words:
+                if skip:
+                    skip = False
+                elif word == "--bind":
+                    skip = True
+                elif not word.startswith("--bind="):
+                    out.append(word)
+            return out
+    raise SystemExit(f"no web: line in {root}/Procfile")
+
+
+def base_env(args, pg: str, db: str, ports: dict, workdir: Path, prefix: str) -> dict:
+    redis_url = f"{args.redis}/{args.redis_db}"
+    return {
+        **os.environ,
+        "DEBUG": "false",
+        "SECRET_KEY": "bench-" + secrets.token_hex(24),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
+        "SECURE_SSL_REDIRECT": "false",
+        "SESSION_COOKIE_SECURE": "false",
+        "CSRF_COOKIE_SECURE": "false",
+        "SECURE_HSTS_SECONDS": "0",
+        "STRIPE_SECRET_KEY": "sk_test_bench",
+        "STRIPE_PUBLISHABLE_KEY": "pk_test_bench",
+        "STRIPE_WEBHOOK_SECRET": "whsec_bench",
+        "SHIPPING_PARTNER_API_KEY": "bench-partner-key",
+        "ANYMAIL_WEBHOOK_SECRET": "bench:webhook-secret",
+        "DATABASE_URL": f"{pg}/{db}",
+        "REDIS_URL": redis_url,
+        "CACHE_KEY_PREFIX": f"{prefix}cache",
+        "CELERY_BROKER_URL": redis_url,
+        "SQS_QUEUE_PREFIX": f"{prefix}",
+        "BENCH_PROBE_REDIS": redis_url,
+        "STRIPE_API_BASE": f"http://127.0.0.1:{ports['stripe']}",
+        "SHIPPING_PARTNER_URL": f"http://127.0.0.1:{ports['partner']}",
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_HOST": "127.0.0.1",
+        "EMAIL_PORT": str(ports["smtp"]),
+        "PYTHONUNBUFFERED": "1",
+        "MAILBOX_DIR": str(workdir / "mailbox"),
+        "MEDIA_ROOT": str(workdir / f"{prefix}media"),
+        "SITE_URL": "http://127.0.0.1:8000",
+        "LOG_LEVEL": "WARNING",
+        "OUTBOX_RELAY_POLL_SECONDS": "1",
+        # The bench's clients share one address: no checkout rate limit (docs/security.md).
+        "THROTTLE_CHECKOUT_RATE": "",
+        "THROTTLE_CHECKOUT_IP_RATE": "",
+        "THROTTLE_ORDER_LOOKUP_RATE": "",
+        "THROTTLE_QUOTE_RATE": "",
+    }
+
+
+SEED = """
+from orders.models import Product
+base = list(Product.objects.order_by("pk"))
+for i in range({extra}):
+    p = base[i % len(base)]
+    p.pk = None
+    p.sku = f"BENCH-{{i:04d}}"
+    p.name = f"Bench product {{i}}"
+    p.save()
+Product.objects.update(stock={stock}, is_active=True)
+print("SKUS " + " ".join(Product.objects.order_by("pk").values_list("sku", flat=True)))
 """
+
+QUERIES = """
+import json, uuid
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+body = json.loads({body!r})
+client, counts = Client(), []
+for _ in range(4):
+    with CaptureQueriesContext(connection) as ctx:
+        r = client.post("/api/v1/orders/", data=json.dumps(body), content_type="application/json",
+                        HTTP_IDEMPOTENCY_KEY=str(uuid.uuid4()))
+    assert r.status_code == 201, r.content
+    counts.append(len(ctx.captured_queries))
+sql = [q["sql"][:160] for q in ctx.captured_queries]
+print("QUERIES " + json.dumps({{"counts": counts, "sql": sql}}))
+"""
+
+
+def shell(root: Path, env: dict, code: str, marker: str) -> str:
     out = subprocess.run(
         [PY, "manage.py", "shell", "-c", code],
+        cwd=root,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return next(line for line in out.splitlines() if line.startswith(marker))[len(marker) + 1 :]
+
+
+def probe(env: dict, what: str, n: int) -> dict:
+    out = subprocess.run(
+        [PY, "bench/probes.py", what, str(n)],
         cwd=ROOT,
         env=env,
         check=True,
         capture_output=True,
         text=True,
     ).stdout
+    return json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
+
+
+def recreate_database(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+# --- load ------------------------------------------------------------------------------------
+
+
+ADDRESS = {
+    "name": "Bench Customer",
+    "line1": "1 Load Street",
+    "city": "Berlin",
+    "postal_code": "10115",
+    "country": "DE",
+}
+
+
+def order_body(skus: list[str]) -> dict:
     return {
-        int(parts[1]): float(parts[2])
-        for parts in (line.split() for line in out.splitlines() if line.startswith("RELAY"))
+        "email": "bench@example.com",
+        "shipping_address": ADDRESS,
+        "items": [{"sku": sku, "quantity": 1} for sku in skus],
+        "payment_method": "pm_card_visa",
     }
+
+
+def load(port: int, path: str, bodies, *, clients: int, seconds: float = 0, count: int = 0):
+    """Closed loop: `clients` threads, each one keep-alive connection, posting bodies() until
+    `seconds` have passed or `count` requests were made. Returns [(start, latency s, status)]."""
+    results, lock = [], threading.Lock()
+    started = time.monotonic()
+    issued = iter(range(count)) if count else None
+
+    def client():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        while True:
+            if issued is not None:
+                with lock:
+                    if next(issued, None) is None:
+                        return
+            elif time.monotonic() - started >= seconds:
+                return
+            payload = json.dumps(bodies()).encode()
+            t0 = time.monotonic()
+            try:
+                conn.request(
+                    "POST",
+                    path,
+                    body=payload,
+                    headers={
+                        "Content-Type": "application/json",
+                        "Idempotency-Key": str(uuid.uuid4()),
+                    },
+                )
+                response = conn.getresponse()
+                response.read()
+                status = response.status
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                status = 0
+            with lock:
+                results.append((t0 - started, time.monotonic() - t0, status))
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def summarise(results, seconds: float, warmup: float) -> dict:
+    kept = [r for r in results if r[0] >= warmup]
+    ok = [lat for _, lat, status in kept if 200 <= status < 300]
+    span = seconds - warmup
+    return {
+        "requests": len(kept),
+        "ok": len(ok),
+        "errors": len(kept) - len(ok),
+        "rps": len(ok) / span,
+        "p50_ms": (pct(ok, 50) or 0) * 1000,
+        "p99_ms": (pct(ok, 99) or 0) * 1000,
+    }
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def settle(conn, rds, total: int, prefix: str, timeout: float) -> bool:
+    """Every order shipped, no unpublished outbox row, no queued or unacknowledged message, and
+    the email count unchanged for a second: the batch's work is done."""
+    deadline, last, stable = time.monotonic() + timeout, None, 0
+    while time.monotonic() < deadline:
+        shipped = conn.execute(
+            "SELECT count(*) FROM orders_order WHERE status IN ('shipped', 'delivered')"
+        ).fetchone()[0]
+        pending = conn.execute(
+            "SELECT count(*) FROM outbox_outboxevent WHERE status <> 'published'"
+        ).fetchone()[0]
+        emails = conn.execute("SELECT count(*) FROM notifications_emaillog").fetchone()[0]
+        queued = sum(rds.llen(k) for k in rds.scan_iter(f"{prefix}*") if rds.type(k) == b"list")
+        unacked = rds.hlen("unacked")
+        state = (shipped, emails)
+        if shipped >= total and not pending and not queued and not unacked and state == last:
+            stable += 1
+            if stable >= 2:
+                return True
+        else:
+            stable = 0
+        last = state
+        time.sleep(0.5)
+    return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a few minutes: small batches")
+    parser.add_argument("--long", action="store_true", help="2,000 orders in 10 batches (ageing)")
+    parser.add_argument("--batches", type=int, default=None)
+    parser.add_argument("--batch", type=int, default=None, help="orders per batch")
+    parser.add_argument("--clients", type=int, default=8, help="pipeline phase clients")
+    parser.add_argument("--worker-concurrency", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=None, help="per checkout measurement")
+    parser.add_argument(
+        "--old-root",
+        default=os.environ.get("BENCH_OLD_ROOT", "/tmp/cf-old"),  # noqa: S108 (docs/performance.md)
+        help=f"a worktree of {OLD_COMMIT}",
+    )
+    parser.add_argument("--no-old", action="store_true")
+    parser.add_argument("--skip", default="", help="comma list: pipeline,checkout,relay,latency")
+    parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379"))
+    parser.add_argument("--redis-db", type=int, default=int(os.environ.get("BENCH_REDIS_DB", 13)))
+    args = parser.parse_args()
+    batches = args.batches or (10 if args.long else 3 if args.quick else 5)
+    batch = args.batch or (200 if args.long else 40 if args.quick else 100)
+    seconds = args.seconds or (8 if args.quick else 20)
+    warmup = 2.0 if args.quick else 4.0
+    skip = set(filter(None, args.skip.split(",")))
+    old_root = Path(args.old_root)
+    if not args.no_old and "checkout" not in skip and not (old_root / "manage.py").exists():
+        print(f"bench: git worktree add --detach {old_root} {OLD_COMMIT}", flush=True)
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(old_root), OLD_COMMIT],
+            cwd=ROOT,
+            check=False,
+            stdout=subprocess.DEVNULL,
+        )
+    with_old = not args.no_old and (old_root / "manage.py").exists() and "checkout" not in skip
+
+    pg = os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432")
+    db, old_db = "chargeflow_bench", "chargeflow_bench_old"
+    workdir = Path(tempfile.mkdtemp(prefix="chargeflow-bench-"))
+    ports = {n: free_port() for n in ("web", "stripe", "partner", "smtp", "old_web", "bare")}
+    env = base_env(args, pg, db, ports, workdir, "bench-")
+    env["SITE_URL"] = f"http://127.0.0.1:{ports['web']}"
+    old_env = base_env(args, pg, old_db, ports, workdir, "benchold-")
+    rds = redis.Redis.from_url(f"{args.redis}/{args.redis_db}")
+    rds.flushdb()  # the bench's own database: no leftovers from an earlier run
+    procs = Processes(workdir)
+    result: dict = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "load_at_start": os.getloadavg()},
+        "config": {k: v for k, v in vars(args).items()},
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip(),
+        "web_args": procfile_web_args(ROOT),
+    }
+    print(f"bench: working directory {workdir}; logs there", flush=True)
+    stock = 10_000_000
+    try:
+        recreate_database(f"{pg}/postgres", db)
+        subprocess.run(
+            [PY, "manage.py", "migrate", "--noinput"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        subprocess.run(
+            [PY, "manage.py", "seed_catalog"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        skus = shell(ROOT, env, SEED.format(extra=200, stock=stock), "SKUS").split()
+        if with_old:
+            recreate_database(f"{pg}/postgres", old_db)
+            for cmd in (["migrate", "--noinput"], ["seed_catalog"]):
+                subprocess.run(
+                    [PY, "manage.py", *cmd],
+                    cwd=old_root,
+                    env=old_env,
+                    check=True,
+                    stdout=subprocess.DEVNULL,
+                )
+            shell(old_root, old_env, SEED.format(extra=200, stock=stock), "SKUS")
+
+        procs.start(
+            "stripe",
+            [PY, "-m", "chargeflow.localdev.stripe_server", "--port", str(ports["stripe"])],
+            env=env,
+            cwd=ROOT,
+        )
+        procs.start(
+            "partner",
+            [
+                PY,
+                "-m",
+                "shipping.simulator",
+                "--port",
+                str(ports["partner"]),
+                "--api-key",
+                env["SHIPPING_PARTNER_API_KEY"],
+            ],
+            env=env,
+            cwd=ROOT,
+        )
+        procs.start(
+            "smtp",
+            [
+                PY,
+                "-m",
+                "chargeflow.localdev.smtp_sink",
+                "--port",
+                str(ports["smtp"]),
+                "--dir",
+                env["MAILBOX_DIR"],
+            ],
+            env=env,
+            cwd=ROOT,
+        )
+        web_cmd = [
+            str(BIN / "gunicorn"),
+            "chargeflow.wsgi",
+            "--bind",
+            f"127.0.0.1:{ports['web']}",
+            *result["web_args"],
+        ]
+        procs.start("web", web_cmd, env=env, cwd=ROOT)
+        procs.start("relay", [PY, "bench/benchapp.py", "relay"], env=env, cwd=ROOT)
+        worker_cmd = [
+            str(BIN / "celery"),
+            "-A",
+            "bench.benchapp",
+            "worker",
+            "--concurrency",
+            str(args.worker_concurrency),
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel",
+            "WARNING",
+        ]
+        procs.start("worker", worker_cmd, env=env, cwd=ROOT)
+        wait_http(f"{env['STRIPE_API_BASE']}/v1/customers")
+        wait_http(f"{env['SITE_URL']}/health/")
+
+        conn = psycopg.connect(env["DATABASE_URL"], autocommit=True)
+        monitor = Monitor(procs, env["DATABASE_URL"], (db, old_db))
+        monitor.start()
+        own = ("web", "relay", "worker")
+
+        # 1. the pipeline, batch by batch
+        if "pipeline" not in skip:
+            result["batches"] = []
+            total = 0
+            # a few orders first, not counted: imports, connections, first renders
+            load(
+                ports["web"],
+                "/api/v1/orders/",
+                lambda: order_body(["LAPTOP-14", "MOUSE-01"]),
+                clients=2,
+                count=4,
+            )
+            total += 4
+            settle(conn, rds, total, "bench-", 120)
+            for b in range(batches):
+                before = monitor.sample()
+                t0 = time.time()
+                res = load(
+                    ports["web"],
+                    "/api/v1/orders/",
+                    lambda: order_body(["LAPTOP-14", "MOUSE-01"]),
+                    clients=args.clients,
+                    count=batch,
+                )
+                total += batch
+                done = settle(conn, rds, total, "bench-", 600)
+                after = monitor.sample()
+                wall = time.time() - t0
+                cpu = {k: after["cpu"].get(k, 0) - before["cpu"].get(k, 0) for k in after["cpu"]}
+                row = {
+                    "batch": b + 1,
+                    "orders": f"{total - batch - 3}-{total - 4}",
+                    "completed": done,
+                    "errors": sum(1 for r in res if not 200 <= r[2] < 300),
+                    "wall_s": wall,
+                    "orders_per_s": batch / wall,
+                    "cpu_ms_per_order": {k: v * 1000 / batch for k, v in cpu.items()},
+                    "own_cpu_ms_per_order": sum(cpu.get(k, 0) for k in own) * 1000 / batch,
+                    "pg_cpu_ms_per_order": (after["pg_cpu"] - before["pg_cpu"]) * 1000 / batch,
+                    "checkout_p50_ms": pct([r[1] for r in res], 50) * 1000,
+                    "rss_mib": {k: v / 2**20 for k, v in after["rss"].items()},
+                }
+                result["batches"].append(row)
+                print(
+                    f"batch {b + 1}/{batches}: {batch} orders in {wall:.1f} s, own CPU "
+                    f"{row['own_cpu_ms_per_order']:.0f} ms/order "
+                    f"({', '.join(f'{k} {v:.0f}' for k, v in row['cpu_ms_per_order'].items())})"
+                    f"{'' if done else ' NOT SETTLED'}",
+                    flush=True,
+                )
+            result["emails_sent"] = conn.execute(
+                "SELECT count(*) FROM notifications_emaillog"
+            ).fetchone()[0]
+            result["unresolved_failures"] = conn.execute(
+                "SELECT count(*) FROM outbox_faileddelivery WHERE resolved_at IS NULL"
+            ).fetchone()[0]
+            result["pdf"] = probe(env, "pdf", 10 if args.quick else 30)
+            print(f"pdf alone: {result['pdf']['cpu_ms_mean']:.1f} ms CPU per render", flush=True)
+
+        # 3. commit -> handler start
+        if "latency" not in skip:
+            result["latency"] = probe(env, "latency", 60 if args.quick else 200)
+            print(f"latency: {result['latency']}", flush=True)
+
+        procs.stop("worker")
+        # 4. checkout, side by side
+        if "checkout" not in skip:
+            procs.start(
+                "bare",
+                [
+                    str(BIN / "gunicorn"),
+                    "bench.bareapp:application",
+                    "--bind",
+                    f"127.0.0.1:{ports['bare']}",
+                    *result["web_args"],
+                ],
+                env=env,
+                cwd=ROOT,
+            )
+            wait_http(f"http://127.0.0.1:{ports['bare']}/")
+            with psycopg.connect(env["DATABASE_URL"], autocommit=True) as c:
+                c.execute(
+                    "CREATE TABLE IF NOT EXISTS bench_bare (id bigserial PRIMARY KEY, "
+                    "body jsonb NOT NULL)"
+                )
+            targets = {"new": ports["web"]}
+            if with_old:
+                old_web = [
+                    str(BIN / "gunicorn"),
+                    "chargeflow.wsgi",
+                    "--bind",
+                    f"127.0.0.1:{ports['old_web']}",
+                    *procfile_web_args(old_root),
+                ]
+                procs.start("old_web", old_web, env=old_env, cwd=old_root)
+                procs.start(
+                    "old_relay", [PY, "manage.py", "outbox_relay"], env=old_env, cwd=old_root
+                )
+                wait_http(f"http://127.0.0.1:{ports['old_web']}/health/")
+                targets["old"] = ports["old_web"]
+            hot = lambda: order_body(["LAPTOP-14"])  # noqa: E731
+            spread = lambda: order_body([random.choice(skus)])  # noqa: E731
+            result["queries"] = {
+                "new": json.loads(
+                    shell(ROOT, env, QUERIES.format(body=json.dumps(hot())), "QUERIES")
+                )
+            }
+            if with_old:
+                result["queries"]["old"] = json.loads(
+                    shell(old_root, old_env, QUERIES.format(body=json.dumps(hot())), "QUERIES")
+                )
+            checkout = result["checkout"] = {}
+            for clients in (10, 50):
+                for mix, bodies in (("hot", hot), ("spread", spread)):
+                    for name, port in targets.items():  # interleaved: same minute, same noise
+                        before = procs.cpu()
+                        res = load(
+                            port, "/api/v1/orders/", bodies, clients=clients, seconds=seconds
+                        )
+                        after = procs.cpu()
+                        row = summarise(res, seconds, warmup)
+                        web = "web" if name == "new" else "old_web"
+                        relay = "relay" if name == "new" else "old_relay"
+                        n = max(1, len(res))
+                        row["web_cpu_ms"] = (after[web] - before[web]) * 1000 / n
+                        row["relay_cpu_ms"] = (after[relay] - before[relay]) * 1000 / n
+                        checkout[f"{name}/{mix}/{clients}"] = row
+                        print(
+                            f"checkout {name} {mix} {clients} clients: {fmt_row(row)}", flush=True
+                        )
+                res = load(
+                    ports["bare"], "/insert/", lambda: {"n": 1}, clients=clients, seconds=seconds
+                )
+                checkout[f"bare/{clients}"] = summarise(res, seconds, warmup)
+                print(
+                    f"bare view {clients} clients: {fmt_row(checkout[f'bare/{clients}'])}",
+                    flush=True,
+                )
+            procs.stop("bare", "old_web", "old_relay")
+
+        # 5. the relay alone on a backlog vs raw send_task
+        procs.stop("relay")
+        if "relay" not in skip:
+            result["relay"] = probe(env, "relay", 1000 if args.quick else 3000)
+            print(f"relay: {result['relay']}", flush=True)
+        monitor.stop_event.set()
+        result["samples"] = monitor.samples
+    finally:
+        procs.stop()
+
+    result["targets"] = targets_of(result)
+    RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    out = RESULTS / f"bench-{stamp}.json"
+    out.write_text(json.dumps(result, indent=1, default=str))
+    (RESULTS / "latest.json").write_text(out.read_text())
+    print_targets(result)
+    plot(result, RESULTS / f"bench-{stamp}.png")
+    print(f"\nresults: {out}")
+
+
+def fmt_row(row: dict) -> str:
+    return (
+        f"{row['rps']:.0f} req/s, p50 {row['p50_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms, "
+        f"{row['errors']} errors"
+    )
+
+
+def targets_of(r: dict) -> list[dict]:
+    out = []
+
+    def add(name, figure, ratio, target, met):
+        out.append({"target": name, "figure": figure, "ratio": ratio, "goal": target, "met": met})
+
+    batches = r.get("batches") or []
+    if batches and r.get("pdf"):
+        steady = batches[1:] or batches
+        own = statistics.mean(b["own_cpu_ms_per_order"] for b in steady)
+        pdf = r["pdf"]["cpu_ms_mean"]
+        parts = {
+            k: statistics.mean(b["cpu_ms_per_order"].get(k, 0) for b in steady)
+            for k in batches[0]["cpu_ms_per_order"]
+        }
+        add(
+            "own CPU per shipped order vs its invoice PDF alone",
+            f"{own:.0f} ms vs {pdf:.0f} ms ("
+            + ", ".join(f"{k} {v:.0f}" for k, v in parts.items())
+            + f"; PostgreSQL {statistics.mean(b['pg_cpu_ms_per_order'] for b in steady):.0f})",
+            own / pdf,
+            "<= 2x",
+            own / pdf <= 2,
+        )
+        if len(batches) >= 2:
+            first, last = batches[0], batches[-1]
+            ratio = last["own_cpu_ms_per_order"] / first["own_cpu_ms_per_order"]
+            add(
+                f"no ageing: own CPU/order, orders {last['orders']} vs {first['orders']}",
+                f"{last['own_cpu_ms_per_order']:.0f} vs {first['own_cpu_ms_per_order']:.0f} ms",
+                ratio,
+                "<= 1.10x",
+                ratio <= 1.10,
+            )
+            s_first = first["cpu_ms_per_order"].get("stripe", 0)
+            s_last = last["cpu_ms_per_order"].get("stripe", 0)
+            if s_first:
+                add(
+                    "no ageing: Stripe emulator CPU/order, last vs first batch",
+                    f"{s_last:.1f} vs {s_first:.1f} ms",
+                    s_last / s_first,
+                    "<= 1.10x",
+                    s_last / s_first <= 1.10,
+                )
+            if len(batches) >= 3:
+                warm = batches[1]["rss_mib"].get("worker", 0)
+                end = last["rss_mib"].get("worker", 0)
+                add(
+                    "worker RSS flat after warm-up (end vs after batch 2)",
+                    f"{end:.0f} vs {warm:.0f} MiB over {len(batches) - 2} batches",
+                    end / warm if warm else None,
+                    "within ±10%",
+                    bool(warm) and abs(end / warm - 1) <= 0.10,
+                )
+    if r.get("relay"):
+        rel = r["relay"]
+        ratio = rel["relay_per_s"] / rel["raw_per_s"]
+        add(
+            "relay vs raw send_task (same messages, same broker)",
+            f"{rel['relay_per_s']:.0f} vs {rel['raw_per_s']:.0f} events/s",
+            ratio,
+            ">= 0.8x",
+            ratio >= 0.8,
+        )
+    if r.get("latency"):
+        lat = r["latency"]
+        if lat["ping"]["p95_ms"] and lat["hop"]["p95_ms"]:
+            ratio = lat["ping"]["p95_ms"] / lat["hop"]["p95_ms"]
+            add(
+                "commit -> handler start p95 vs a bare Celery hop",
+                f"p50/p95 {lat['ping']['p50_ms']:.1f}/{lat['ping']['p95_ms']:.1f} ms vs "
+                f"{lat['hop']['p50_ms']:.1f}/{lat['hop']['p95_ms']:.1f} ms",
+                ratio,
+                "<= 2x",
+                ratio <= 2,
+            )
+    co = r.get("checkout") or {}
+    for clients in (10, 50):
+        for mix in ("hot", "spread"):
+            new, old = co.get(f"new/{mix}/{clients}"), co.get(f"old/{mix}/{clients}")
+            if new and old and old["rps"]:
+                ratio = new["rps"] / old["rps"]
+                add(
+                    f"checkout {mix}, {clients} clients vs {OLD_COMMIT}",
+                    f"{new['rps']:.0f} vs {old['rps']:.0f} req/s",
+                    ratio,
+                    ">= 5x",
+                    ratio >= 5,
+                )
+            if new and new["p50_ms"]:
+                ratio = new["p99_ms"] / new["p50_ms"]
+                add(
+                    f"checkout {mix}, {clients} clients: p99 vs p50",
+                    f"p50 {new['p50_ms']:.0f} ms, p99 {new['p99_ms']:.0f} ms",
+                    ratio,
+                    "<= 3x",
+                    ratio <= 3,
+                )
+            bare = co.get(f"bare/{clients}")
+            if new and bare and bare["rps"]:
+                ratio = new["rps"] / bare["rps"]
+                add(
+                    f"checkout {mix}, {clients} clients vs the bare one-row view",
+                    f"{new['rps']:.0f} vs {bare['rps']:.0f} req/s",
+                    ratio,
+                    ">= 0.5x",
+                    ratio >= 0.5,
+                )
+    q = r.get("queries") or {}
+    if q.get("new"):
+        new_q = q["new"]["counts"][-1]
+        old_q = q.get("old", {}).get("counts", [None])[-1]
+        add(
+            "SQL queries per checkout (API, one item)",
+            f"{new_q}" + (f" (was {old_q} at {OLD_COMMIT})" if old_q else ""),
+            new_q / old_q if old_q else None,
+            "report",
+            None,
+        )
+    return out
+
+
+def print_targets(r: dict) -> None:
+    print("\n| target | figure | ratio | goal | met |")
+    print("|---|---|---|---|---|")
+    for t in r["targets"]:
+        ratio = f"{t['ratio']:.2f}x" if t["ratio"] is not None else "-"
+        met = {True: "yes", False: "NO", None: "-"}[t["met"]]
+        print(f"| {t['target']} | {t['figure']} | {ratio} | {t['goal']} | {met} |")
+    load = r["machine"]["load_at_start"]
+    print(
+        f"\nmachine: {r['machine']['cpus']} CPUs, load at start {load[0]:.1f}; commit "
+        f"{r['commit']}; gunicorn {' '.join(r['web_args'])}"
+    )
+
+
+def plot(r: dict, path: Path) -> None:
+    """Orders shipped per minute, CPU per process and RSS per process over the run."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(no PNG: matplotlib is not installed; pip install -r requirements-dev.txt)")
+        return
+    samples = r.get("samples") or []
+    if len(samples) < 3:
+        return
+    t0 = samples[0]["t"]
+    ts = [(s["t"] - t0) for s in samples]
+    fig, axes = plt.subplots(3, 1, figsize=(10, 10), sharex=True)
+    shipped = [s["shipped"] for s in samples]
+    rate = [0] + [
+        (shipped[i] - shipped[i - 1]) * 60 / max(1e-6, ts[i] - ts[i - 1]) for i in range(1, len(ts))
+    ]
+    axes[0].plot(ts, rate)
+    axes[0].set_ylabel("orders shipped / min")
+    names = sorted({k for s in samples for k in s["cpu"]})
+    for name in names:
+        cpu = [s["cpu"].get(name, 0) for s in samples]
+        util = [0] + [
+            (cpu[i] - cpu[i - 1]) * 100 / max(1e-6, ts[i] - ts[i - 1]) for i in range(1, len(ts))
+        ]
+        axes[1].plot(ts, util, label=name)
+        axes[2].plot(ts, [s["rss"].get(name, 0) / 2**20 for s in samples], label=name)
+    axes[1].set_ylabel("CPU % of one core")
+    axes[1].legend(fontsize="small", ncol=4)
+    axes[2].set_ylabel("RSS MiB")
+    axes[2].set_xlabel("seconds since the pipeline started")
+    fig.suptitle(f"make bench {r['started']} ({r['commit']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    (RESULTS / "latest.png").write_bytes(path.read_bytes())
+    print(f"plot: {path}")
 
 
 if __name__ == "__main__":
