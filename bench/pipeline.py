@@ -441,6 +441,11 @@ def main() -> None:
         help=f"a worktree of {OLD_COMMIT}",
     )
     parser.add_argument("--no-old", action="store_true")
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="py-spy the web, relay and worker over the pipeline phase (collapsed stacks in DIR)",
+    )
     parser.add_argument("--skip", default="", help="comma list: pipeline,checkout,relay,latency")
     parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379"))
     parser.add_argument("--redis-db", type=int, default=int(os.environ.get("BENCH_REDIS_DB", 13)))
@@ -576,6 +581,28 @@ def main() -> None:
         monitor.start()
         own = ("web", "relay", "worker")
 
+        spies = []
+        if args.profile:
+            Path(args.profile).mkdir(parents=True, exist_ok=True)
+            for name in own:
+                spies.append(
+                    subprocess.Popen(
+                        [
+                            str(BIN / "py-spy"),
+                            "record",
+                            "--subprocesses",
+                            "--nonblocking",
+                            "--format",
+                            "raw",
+                            "-p",
+                            str(procs.procs[name].pid),
+                            "-o",
+                            str(Path(args.profile) / f"{name}.txt"),
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
         # 1. the pipeline, batch by batch
         if "pipeline" not in skip:
             result["batches"] = []
@@ -632,6 +659,9 @@ def main() -> None:
             result["unresolved_failures"] = conn.execute(
                 "SELECT count(*) FROM outbox_faileddelivery WHERE resolved_at IS NULL"
             ).fetchone()[0]
+            for spy in spies:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(30)
             result["pdf"] = probe(env, "pdf", 10 if args.quick else 30)
             print(f"pdf alone: {result['pdf']['cpu_ms_mean']:.1f} ms CPU per render", flush=True)
 
