@@ -441,6 +441,7 @@ def main() -> None:
         help=f"a worktree of {OLD_COMMIT}",
     )
     parser.add_argument("--no-old", action="store_true")
+    parser.add_argument("--web-args", help="gunicorn options instead of the Procfile's")
     parser.add_argument(
         "--profile",
         metavar="DIR",
@@ -483,7 +484,7 @@ def main() -> None:
         "commit": subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip(),
-        "web_args": procfile_web_args(ROOT),
+        "web_args": shlex.split(args.web_args) if args.web_args else procfile_web_args(ROOT),
     }
     print(f"bench: working directory {workdir}; logs there", flush=True)
     stock = 10_000_000
