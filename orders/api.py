@@ -11,6 +11,7 @@ from rest_framework import generics, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from chargeflow.errors import ApplicationError
 from chargeflow.throttling import CHECKOUT_THROTTLES, OrderLookupThrottle
 from orders import api_docs, selectors
 from orders.checkout import checkout_place_for_api, checkout_quote
@@ -20,6 +21,7 @@ from orders.serializers import (
     PaymentIntentCreateSerializer,
     ProductSerializer,
     order_with_token,
+    unknown_sku_errors,
 )
 from orders.services import CartItem, order_checkout, request_fingerprint
 from orders.tokens import session_allows
@@ -73,11 +75,23 @@ class OrderCreateView(APIView):
             idempotency_key=key,
             fingerprint=request_fingerprint(request.data),
         )
-        if data.get("payment_intent"):
-            order, created = checkout_place_for_api(payment_intent=data["payment_intent"], **place)
-        else:
-            order, created = order_checkout(payment_method=data["payment_method"], **place)
-        order = selectors.order_detail_queryset().get(pk=order.pk)
+        try:
+            if data.get("payment_intent"):
+                order, created = checkout_place_for_api(
+                    payment_intent=data["payment_intent"], **place
+                )
+                order = selectors.order_detail_queryset().get(pk=order.pk)
+            else:
+                order, created = order_checkout(payment_method=data["payment_method"], **place)
+        except ApplicationError as exc:
+            if exc.code != "unknown_sku":
+                raise
+            return Response(
+                unknown_sku_errors(data["items"], exc.extra["skus"]),
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        if not created:  # a new order comes back as written, with its lines and timeline
+            order = selectors.order_detail_queryset().get(pk=order.pk)
         response = Response(order_with_token(order, {"request": request}), status=201)
         if not created:
             response["Idempotent-Replayed"] = "true"
@@ -103,11 +117,19 @@ class PaymentIntentCreateView(APIView):
                 {"Idempotency-Key": ["At most 255 printable ASCII characters."]},
                 status=status.HTTP_400_BAD_REQUEST,
             )
-        hold = checkout_quote(
-            token=f"api:{key or uuid.uuid4()}",
-            items=[CartItem(sku=i["sku"], quantity=i["quantity"]) for i in data["items"]],
-            country=data["country"],
-        )
+        try:
+            hold = checkout_quote(
+                token=f"api:{key or uuid.uuid4()}",
+                items=[CartItem(sku=i["sku"], quantity=i["quantity"]) for i in data["items"]],
+                country=data["country"],
+            )
+        except ApplicationError as exc:
+            if exc.code != "unknown_sku":
+                raise
+            return Response(
+                unknown_sku_errors(data["items"], exc.extra["skus"]),
+                status=status.HTTP_400_BAD_REQUEST,
+            )
         checkout = hold.checkout
         totals = selectors.checkout_totals(checkout=checkout)
         return Response(

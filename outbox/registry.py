@@ -33,6 +33,8 @@ class Subscriber:
 
 
 _subscribers: dict[str, Subscriber] = {}
+# subscribers_for() per event type, built on first use (the relay asks for every row it sends).
+_by_type: dict[str, list[Subscriber]] = {}
 
 
 def subscriber(
@@ -59,15 +61,19 @@ def subscriber(
         if existing and existing.handler is not handler:
             raise ValueError(f"subscriber name {sub.name!r} is registered twice")
         _subscribers[sub.name] = sub
+        _by_type.clear()
         return handler
 
     return register
 
 
 def subscribers_for(event_type: str) -> list[Subscriber]:
-    return sorted(
-        (s for s in _subscribers.values() if s.event_type == event_type), key=lambda s: s.name
-    )
+    found = _by_type.get(event_type)
+    if found is None:
+        found = _by_type[event_type] = sorted(
+            (s for s in _subscribers.values() if s.event_type == event_type), key=lambda s: s.name
+        )
+    return list(found)
 
 
 def get_subscriber(name: str) -> Subscriber:

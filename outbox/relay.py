@@ -66,6 +66,7 @@ class Relay:
             )
             if not rows:
                 return 0
+            published, failed = [], []
             with self.app.producer_or_acquire() as producer:
                 for row in rows:
                     try:
@@ -76,6 +77,7 @@ class Relay:
                         row.status = OutboxEvent.Status.FAILING
                         row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
                         row.next_attempt_at = timezone.now() + retry_delay(row.attempts)
+                        failed.append(row)
                         logger.warning(
                             "relay: publishing %s %s (order %s) failed, attempt %s: %s",
                             row.type,
@@ -86,11 +88,15 @@ class Relay:
                         )
                     else:
                         metrics.RELAY_PUBLISHED.inc()
-                        row.status = OutboxEvent.Status.PUBLISHED
-                        row.published_at = timezone.now()
-            OutboxEvent.objects.bulk_update(
-                rows, ["status", "attempts", "last_error", "next_attempt_at", "published_at"]
-            )
+                        published.append(row.pk)
+            # One UPDATE marks the batch (bulk_update's CASE per row and field cost more CPU
+            # than sending the messages: issue 11); failures, rare, one by one.
+            if published:
+                OutboxEvent.objects.filter(pk__in=published).update(
+                    status=OutboxEvent.Status.PUBLISHED, published_at=timezone.now()
+                )
+            for row in failed:
+                row.save(update_fields=["status", "attempts", "last_error", "next_attempt_at"])
         return len(rows)
 
     def run_forever(self, *, poll_seconds: float, stop: threading.Event) -> None:
