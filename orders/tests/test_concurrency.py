@@ -113,3 +113,44 @@ def test_concurrent_double_submit_of_one_checkout_form_places_one_order(catalog,
     assert {r.status_code for r in responses} == {200}
     assert len({r.json()["redirect"] for r in responses}) == 1
     assert Product.objects.get(sku="MOUSE-01").stock == catalog["MOUSE-01"].stock - 2
+
+
+def test_a_price_changed_between_reading_it_and_taking_the_stock_is_the_price_charged(
+    monkeypatch,
+):
+    """The checkout reads products without a lock and locks each row only when it takes the
+    stock, last (issue 11): a price committed in between is caught there and the checkout is
+    redone on the new price, never placed at the old one."""
+    from decimal import Decimal
+
+    from orders import services
+
+    product = ProductFactory(stock=5, price=Decimal("10.00"))
+    real, calls = services._stock_reserve, []
+
+    def reprice_first(products, wanted):
+        if not calls:  # another session changes the price and commits, mid-checkout
+            thread = threading.Thread(
+                target=lambda: (
+                    Product.objects.filter(pk=product.pk).update(price=Decimal("12.00")),
+                    connection.close(),
+                )
+            )
+            thread.start()
+            thread.join()
+        calls.append(products[0].price)
+        return real(products, wanted)
+
+    monkeypatch.setattr(services, "_stock_reserve", reprice_first)
+    order, created = order_checkout(
+        email="c@example.com",
+        shipping_address=ADDRESS,
+        items=[CartItem(sku=product.sku, quantity=2)],
+        payment_method="pm_card_visa",
+    )
+
+    assert created
+    assert calls == [Decimal("10.00"), Decimal("12.00")]
+    assert [line.unit_price for line in order.lines.all()] == [Decimal("12.00")]
+    assert Product.objects.get(pk=product.pk).stock == 3
+    assert Order.objects.count() == 1
