@@ -474,6 +474,8 @@ CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 10
 # resumed, with the same Message-ID, by the beat task: past the task time limit, the worker that
 # started it is done or dead (docs/notifications.md).
 EMAIL_SEND_LEASE_SECONDS = env_int("EMAIL_SEND_LEASE_SECONDS", CELERY_TASK_TIME_LIMIT + 30)
+# A cancellation or refund email waits this long for its credit note, then goes without it.
+NOTICE_WAIT_MINUTES = env_int("NOTICE_WAIT_MINUTES", 15)
 CELERY_TASK_MAX_RETRIES = env_int("CELERY_TASK_MAX_RETRIES", 8)
 CELERY_RETRY_BACKOFF_MAX = env_int("CELERY_RETRY_BACKOFF_MAX", 300)
 # Visibility: short leases, renewed. A queue hides a received message for SQS_VISIBILITY_TIMEOUT;

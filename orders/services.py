@@ -311,7 +311,18 @@ def order_transition(*, order_id, to: str, reason: str = "") -> bool:
     if to in (Order.Status.CANCELLED, Order.Status.REFUNDED):
         _stock_release(order)
     if to == Order.Status.CANCELLED:
-        publish("order.cancelled", order.id, _order_summary(order, reason=reason))
+        publish(
+            "order.cancelled",
+            order.id,
+            _order_summary(
+                order,
+                reason=reason,
+                # Additive: whether a credit note follows (an invoice was issued) and whether a
+                # declined payment is the cause (told in the same email).
+                invoice_number=order.invoice_number,
+                payment_failed=order.payment_status == "failed",
+            ),
+        )
     elif to == Order.Status.DELIVERED:
         publish("order.completed", order.id, _order_summary(order))
     return True
@@ -482,9 +493,14 @@ def order_record_authorization_released(*, order_id, amount: str, currency: str)
 
 
 @transaction.atomic
-def order_record_email(*, order_id, kind: str) -> None:
+def order_record_email(*, order_id, kind: str, resend: bool = False) -> None:
+    """An email went to the customer: a timeline row (`email_sent`); an operator's resend is
+    marked as one (`resend: true`), not told as a second email of its kind."""
     order = _lock(order_id)
-    _timeline(order, TimelineEntry.Type.EMAIL_SENT, {"kind": kind})
+    detail: dict[str, Any] = {"kind": kind}
+    if resend:
+        detail["resend"] = True
+    _timeline(order, TimelineEntry.Type.EMAIL_SENT, detail)
 
 
 def stuck_cutoff():
