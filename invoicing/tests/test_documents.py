@@ -26,14 +26,6 @@ from invoicing.tests.factories import item, order_placed
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def seeded():
-    """German VAT (19 %) for the DE orders below (seeded by migration; a flush may remove it)."""
-    from invoicing.models import TaxRate
-
-    TaxRate.objects.update_or_create(country="DE", defaults={"rate": Decimal("0.1900")})
-
-
 LONG_NAME = "Ergonomic Laptop Stand with Adjustable Height, Aluminium, Space Grey, for 13-17 inch"
 REASON_200 = (
     "You returned the laptop stand because one of its hinges arrived bent; as agreed on the phone "
@@ -168,11 +160,14 @@ def png_of(path: str, name: str):
     return out / f"{name}.png"
 
 
-def issued_invoice(**extra) -> Invoice:
+def issued_invoice(*, gross: bool = False) -> Invoice:
+    """A German order (19 % VAT, 4.90 shipping), prices net unless `gross`."""
     placed = order_placed(
         country="DE",
         items=[item("STAND-01", "39.90", 1, name=LONG_NAME), item("MOUSE-01", "29.99", 3)],
-        **extra,
+        rate="0.1900",
+        shipping="4.90",
+        gross=gross,
     )
     invoice = services.invoice_issue(**placed)
     return services.invoice_render(invoice_id=invoice.pk)
@@ -182,7 +177,7 @@ def render(note: CreditNote) -> CreditNote:
     return services.credit_note_render(credit_note_id=note.pk)
 
 
-def test_invoice_reads_as_an_accountant_expects(seeded):
+def test_invoice_reads_as_an_accountant_expects():
     invoice = issued_invoice()
     png_of(invoice.pdf.name, "invoice")
     text, boxes, width = read_pdf(invoice.pdf.name)
@@ -205,7 +200,7 @@ def test_invoice_reads_as_an_accountant_expects(seeded):
     assert lines_of(boxes, "Ergonomic Laptop Stand with Adjustable Height, Aluminium") <= 3
 
 
-def test_cancellation_credit_note_credits_every_line_at_the_invoice_rates(seeded):
+def test_cancellation_credit_note_credits_every_line_at_the_invoice_rates():
     invoice = issued_invoice()
     note = services.credit_note_issue(
         order_id=str(invoice.order_id),
@@ -238,8 +233,9 @@ def test_cancellation_credit_note_credits_every_line_at_the_invoice_rates(seeded
     assert_inside(boxes, width)
 
 
-def test_partial_then_full_refund_credit_notes_add_up_to_the_invoice(seeded):
-    invoice = issued_invoice()
+@pytest.mark.parametrize("gross", [False, True], ids=["net-prices", "gross-prices"])
+def test_partial_then_full_refund_credit_notes_add_up_to_the_invoice(gross):
+    invoice = issued_invoice(gross=gross)
     order_id = str(invoice.order_id)
     partial = render(
         services.credit_note_issue(
@@ -250,10 +246,13 @@ def test_partial_then_full_refund_credit_notes_add_up_to_the_invoice(seeded):
     assert partial.net == Decimal("25.21")  # 30.00 / 1.19 = 25.2101 -> 25.21
     assert partial.tax == Decimal("4.79")
     assert partial.balance_after == invoice.total - Decimal("30.00")
-    png_of(partial.pdf.name, "credit-note-partial-refund")
+    png_of(partial.pdf.name, f"credit-note-partial-refund{'-gross' if gross else ''}")
     text, boxes, width = read_pdf(partial.pdf.name)
     for expected in (
-        "Partial refund 1 25.21 EUR 25.21 EUR 19 %",
+        # The line in the terms the shop showed its prices (net, or VAT included).
+        "Partial refund 1 30.00 EUR 30.00 EUR 19 %"
+        if gross
+        else "Partial refund 1 25.21 EUR 25.21 EUR 19 %",
         "19 % 25.21 4.79 30.00",
         "Total credited 30.00 EUR",
         f"Invoice {invoice.number} total {invoice.total} EUR",
@@ -288,7 +287,7 @@ def test_partial_then_full_refund_credit_notes_add_up_to_the_invoice(seeded):
     assert_inside(boxes, width)
 
 
-def test_full_refund_credit_note(seeded):
+def test_full_refund_credit_note():
     invoice = issued_invoice()
     note = render(
         services.credit_note_issue(
@@ -306,7 +305,7 @@ def test_full_refund_credit_note(seeded):
     assert_inside(boxes, width)
 
 
-def test_an_amount_is_split_over_taxed_and_untaxed_parts(seeded):
+def test_an_amount_is_split_over_taxed_and_untaxed_parts():
     invoice = issued_invoice()
     # Shipping not taxed: a second, 0 % part (as with a TaxRate that excludes shipping).
     invoice.tax_base = invoice.subtotal

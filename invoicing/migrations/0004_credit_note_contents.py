@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('invoicing', '0002_seed_vat_rates'),
+        ('invoicing', '0003_pricing_moved_to_orders'),
     ]
 
     operations = [
