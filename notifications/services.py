@@ -39,6 +39,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django_countries import countries
 
 from chargeflow import metrics
 from chargeflow.backoff import backoff_seconds
@@ -134,6 +135,9 @@ def order_summary(data: dict) -> dict:
     prices), the address, the currency, the totals when the event carries them, and how it is
     paid."""
     payment = data.get("payment") or {}
+    address = dict(data.get("shipping_address") or {})
+    if address.get("country"):
+        address["country_name"] = countries.name(address["country"]) or address["country"]
     return {
         "currency": data.get("currency", ""),
         "items": [
@@ -146,7 +150,7 @@ def order_summary(data: dict) -> dict:
             }
             for item in data.get("items", [])
         ],
-        "shipping_address": data.get("shipping_address") or {},
+        "shipping_address": address,
         "totals": data.get("totals") or {},
         "pricing": data.get("pricing") or {},
         "payment": {"authorized": bool(payment.get("payment_intent"))},
