@@ -18,6 +18,7 @@ from notifications.services import (
     email_queue,
     email_send,
     notice_record,
+    order_link_send,
     order_summary,
     refund_notice,
 )
@@ -120,3 +121,8 @@ def on_credit_note_issued(event: Event) -> None:
     with transaction.atomic(durable=True):
         kinds = credit_note_record(order_id=event.aggregate_id, data=event.data)
     _deliver(event.aggregate_id, kinds)
+
+
+@subscriber("order.link_requested", transactional=False)
+def on_order_link_requested(event: Event) -> None:
+    order_link_send(order_id=event.aggregate_id, order_url=event.data["order_url"])

@@ -80,6 +80,8 @@ KINDS: dict[str, EmailKind] = {
     "delivered": EmailKind("Your order {number} was delivered", "delivered"),
     "cancelled": EmailKind("Your order {number} was cancelled", "cancelled"),
     "refunded": EmailKind("Your order {number} was refunded in full", "refunded"),
+    # "Find my order": the order's link; asked again, it is resent (one log, attempts).
+    "order_link": EmailKind("The link to your order {number}", "order_link"),
     # One per partial refund: the log's kind is `partial_refund-<refund id>` (base_kind()).
     "partial_refund": EmailKind("A refund for your order {number}", "partial_refund"),
 }
@@ -329,6 +331,31 @@ def notices_release_overdue(*, now: datetime | None = None) -> list[int]:
             _notice_queue(notice, None)
             ids.append(EmailLog.objects.get(order_id=notice.order_id, kind=notice.kind).pk)
     return ids
+
+
+def order_link_send(*, order_id: str, order_url: str) -> EmailLog | None:
+    """Email the order's (fresh) link, asked for on "Find my order": the first time as the
+    order's `order_link` email, later as a resend of it with the new link, but not again within
+    ORDER_LINK_EMAIL_COOLDOWN_MINUTES of the last one (whoever asks, however often)."""
+    cooldown = timedelta(minutes=settings.ORDER_LINK_EMAIL_COOLDOWN_MINUTES)
+    with transaction.atomic():
+        _locked_contact(order_id)
+        log = EmailLog.objects.select_for_update().filter(order_id=order_id, kind="order_link")
+        log = log.first()
+        if log is None:
+            log = email_queue(
+                order_id=order_id, kind="order_link", context={"order_url": order_url}
+            )
+        elif log.status in (EmailLog.Status.QUEUED, EmailLog.Status.SENDING) or (
+            log.sent_at and log.sent_at > timezone.now() - cooldown
+        ):
+            logger.info("order %s: order link sent moments ago, not again", order_id)
+            return None
+        else:
+            log.context = {"order_url": order_url}
+            log.save(update_fields=["context", "updated_at"])
+            log = email_resend_request(log_id=log.pk, requested_by="customer (find my order)")
+    return email_deliver(log_id=log.pk)
 
 
 def cancellation_context(data: dict) -> tuple[dict, str]:

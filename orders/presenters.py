@@ -132,6 +132,7 @@ EMAIL_LABELS = {
     "action_required": "payment confirmation needed",
     "partial_refund": "partial refund",
     "refunded": "refund",
+    "order_link": "link to this order",
 }
 
 

@@ -635,3 +635,21 @@ def order_restock(*, order_id, quantities: dict[int, int], by: str, reason: str 
     )
     logger.info("order %s: %s unit(s) restocked by %s", order.id, units, by)
     return units
+
+
+@transaction.atomic
+def order_link_request(*, order_id) -> None:
+    """Someone asked "find my order" with this order's number and email address: publish
+    `order.link_requested` with a fresh guest link; notifications emails it to the order's
+    address (never to whoever asked), at most once per ORDER_LINK_EMAIL_COOLDOWN_MINUTES."""
+    order = Order.objects.get(pk=order_id)
+    publish(
+        "order.link_requested",
+        order.id,
+        {
+            "order_id": str(order.id),
+            "number": order.number,
+            "email": order.email,
+            "order_url": order_link(order),
+        },
+    )
