@@ -98,14 +98,38 @@ class ProductArt:
     hue: int  # 0-359, the same for a SKU everywhere and on every run
 
 
-def product_art(product: Product) -> ProductArt:
-    words = product.name.split()
+def _initials_candidates(name: str):
+    """Initials for a name, best first: the first letters of its first two words (or its first
+    two letters), then its first letter with each later letter, then with a digit."""
+    words = name.split() or ["?"]
+    first = words[0][:1].upper()
     if len(words) >= 2:
-        initials = (words[0][:1] + words[1][:1]).upper()
-    else:
-        initials = product.name[:2].capitalize()
+        yield first + words[1][:1].upper()
+    letters = [c for c in "".join(words)[1:] if c.isalnum()]
+    for letter in letters:
+        yield first + letter.lower()
+    for digit in "23456789":
+        yield first + digit
+
+
+def catalog_initials(products) -> dict[str, str]:
+    """Distinct initials for every product of the catalog (by SKU): "Mouse" is "Mo", then
+    "Monitor" is "Mn", not a second "Mo". Stable: decided in SKU order."""
+    taken: set[str] = set()
+    result: dict[str, str] = {}
+    for sku, name in sorted(products):
+        initials = next((c for c in _initials_candidates(name) if c not in taken), sku[:2])
+        taken.add(initials)
+        result[sku] = initials
+    return result
+
+
+def product_art(product: Product, initials: dict[str, str] | None = None) -> ProductArt:
+    """The placeholder of a product: `initials` from catalog_initials (distinct across the
+    catalog) when given, else the product's own best initials."""
+    text = (initials or {}).get(product.sku) or next(_initials_candidates(product.name))
     digest = hashlib.sha256(product.sku.encode()).digest()
-    return ProductArt(initials=initials, hue=int.from_bytes(digest[:4], "big") % 360)
+    return ProductArt(initials=text, hue=int.from_bytes(digest[:4], "big") % 360)
 
 
 def net_paid(order: Order):

@@ -2,6 +2,7 @@ from django import template
 
 from chargeflow.wording import join_items
 from orders import cart, presenters
+from orders.models import Product
 
 register = template.Library()
 
@@ -12,9 +13,17 @@ def cart_count(context) -> int:
     return cart.cart_count(request.session) if request is not None else 0
 
 
-@register.simple_tag
-def product_art(product) -> presenters.ProductArt:
-    return presenters.product_art(product)
+@register.simple_tag(takes_context=True)
+def product_art(context, product) -> presenters.ProductArt:
+    """The product's placeholder, with initials distinct across the catalog (worked out once
+    per request)."""
+    request = context.get("request")
+    initials = getattr(request, "_catalog_initials", None)
+    if initials is None:
+        initials = presenters.catalog_initials(Product.objects.values_list("sku", "name"))
+        if request is not None:
+            request._catalog_initials = initials
+    return presenters.product_art(product, initials)
 
 
 @register.filter
