@@ -56,9 +56,11 @@ class CheckoutForm(forms.Form):
         label="Postal code",
         widget=forms.TextInput(attrs={"autocomplete": "postal-code"}),
     )
+    # Nothing preselected unless the shopper's choice, account or browser gives one
+    # (cart.preferred_country).
     country = forms.ChoiceField(
-        choices=country_choices,
-        initial="DE",
+        choices=lambda: [("", "Choose your country"), *country_choices()],
+        error_messages={"required": "Choose the country to ship to."},
         widget=forms.Select(attrs={"autocomplete": "country"}),
     )
     checkout_token = forms.RegexField(
