@@ -1,6 +1,6 @@
 """Small things a real shop gets right: no country chosen for the shopper unless they (their
 cart, their account, their browser) said so; "Mailbox" only with DEBUG; order lists written as
-"1 × Mouse, 3 × Laptop Stand"."""
+"1 x Mouse, 3 x Laptop Stand" (with the multiplication sign)."""
 
 from __future__ import annotations
 
