@@ -223,5 +223,9 @@ def describe(entry: TimelineEntry, *, currency: str = "", customer: bool = True)
     return kind.replace("_", " ")
 
 
-def timeline_rows(order: Order) -> list[tuple[TimelineEntry, str]]:
-    return [(entry, describe(entry, currency=order.currency)) for entry in order.timeline.all()]
+def timeline_rows(order: Order, *, customer: bool = True) -> list[tuple[TimelineEntry, str]]:
+    """The order's timeline as the customer reads it, or (`customer=False`) an operator."""
+    return [
+        (entry, describe(entry, currency=order.currency, customer=customer))
+        for entry in order.timeline.all()
+    ]
