@@ -59,6 +59,16 @@ def server_error(request):
     """handler500: JSON under /api/ like the API's own error handler, HTML elsewhere."""
     if _wants_json(request):
         return json_error("Internal error; it has been logged.", 500, "internal_error")
-    from django.views.defaults import server_error as html_500
+    # The shop's own page (templates/500.html, in the shop's layout), rendered with as little
+    # as possible (no context processors: something may be broken); plain text if even that
+    # fails.
+    from django.conf import settings
+    from django.http import HttpResponseServerError
+    from django.template.loader import render_to_string
 
-    return html_500(request)
+    try:
+        html = render_to_string("500.html", {"SHOP_NAME": settings.SHOP_NAME})
+    except Exception:
+        logger.exception("the 500 page could not be rendered")
+        return HttpResponseServerError("Server error. Please try again later.\n", "text/plain")
+    return HttpResponseServerError(html)

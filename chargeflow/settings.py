@@ -309,6 +309,7 @@ REST_FRAMEWORK = {
         "checkout_ip": env("THROTTLE_CHECKOUT_IP_RATE", "30/min"),
         "order_lookup": env("THROTTLE_ORDER_LOOKUP_RATE", "120/min"),
         "quote": env("THROTTLE_QUOTE_RATE", "60/min"),
+        "find_order": env("THROTTLE_FIND_ORDER_RATE", "5/min"),
     },
     # Trusted reverse proxies in front of the app (X-Forwarded-For); unset: REMOTE_ADDR.
     "NUM_PROXIES": env_int("NUM_PROXIES", 0) if env("NUM_PROXIES") else None,
@@ -474,6 +475,10 @@ CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 10
 # resumed, with the same Message-ID, by the beat task: past the task time limit, the worker that
 # started it is done or dead (docs/notifications.md).
 EMAIL_SEND_LEASE_SECONDS = env_int("EMAIL_SEND_LEASE_SECONDS", CELERY_TASK_TIME_LIMIT + 30)
+# "Find my order" sends an order's link at most once in this many minutes (whoever asks).
+ORDER_LINK_EMAIL_COOLDOWN_MINUTES = env_int("ORDER_LINK_EMAIL_COOLDOWN_MINUTES", 5)
+# A cancellation or refund email waits this long for its credit note, then goes without it.
+NOTICE_WAIT_MINUTES = env_int("NOTICE_WAIT_MINUTES", 15)
 CELERY_TASK_MAX_RETRIES = env_int("CELERY_TASK_MAX_RETRIES", 8)
 CELERY_RETRY_BACKOFF_MAX = env_int("CELERY_RETRY_BACKOFF_MAX", 300)
 # Visibility: short leases, renewed. A queue hides a received message for SQS_VISIBILITY_TIMEOUT;

@@ -72,6 +72,16 @@ class QuoteThrottle(ClientRateThrottle):
     scope = "quote"
 
 
+class FindOrderThrottle(IPRateThrottle):
+    """ "Find my order" (email + order number -> the link by email): per address, tight, so it
+    can neither guess order numbers nor fill someone's inbox."""
+
+    scope = "find_order"
+
+
+FIND_ORDER_THROTTLES = (FindOrderThrottle,)
+
+
 CHECKOUT_THROTTLES = (CheckoutThrottle, CheckoutIPThrottle)
 
 

@@ -163,7 +163,7 @@ def load(order_id) -> OrderFile | None:
         emails=list(notifications.emails_of(order_id=order.id)),
         failures=failures,
         unsent_events=unsent,
-        timeline=presenters.timeline_rows(order),
+        timeline=presenters.timeline_rows(order, customer=False),  # the internal causes
         restocked=restocked_quantities(order),
     )
     file.problems = diagnose(file)

@@ -107,8 +107,19 @@ class CreditNote(ImmutableDocument):
     source = models.CharField(
         max_length=100, help_text="What caused it (payment failure, refund id): one note each."
     )
-    reason = models.CharField(max_length=255)
-    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    reason = models.CharField(max_length=255, help_text="The internal cause (for operators).")
+    customer_reason = models.CharField(
+        max_length=400, blank=True, help_text="The reason as the document states it."
+    )
+    amount = models.DecimalField(max_digits=12, decimal_places=2, help_text="Gross credited.")
+    # What it credits (invoicing/credits.py): the invoice's lines and shipping, the balance left,
+    # or an amount; its lines; its net/VAT split per rate; the invoice's balance after it.
+    kind = models.CharField(max_length=16, blank=True)
+    lines = models.JSONField(default=list, blank=True)
+    parts = models.JSONField(default=list, blank=True)
+    net = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    tax = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    balance_after = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     issued_at = models.DateTimeField(default=timezone.now)
     pdf = models.FileField(upload_to="credit-notes/", blank=True)
     pdf_sha256 = models.CharField(max_length=64, blank=True)

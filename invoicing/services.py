@@ -25,6 +25,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from chargeflow.money import quantize
+from chargeflow.wording import customer_reason
+from invoicing.credits import credit_for, document_context
 from invoicing.models import CreditNote, Invoice, InvoiceLine, NumberSequence
 from invoicing.pdf import pdf_file, render_pdf
 from invoicing.totals import lines_from_snapshot, rate_percent, totals_from_event
@@ -159,11 +161,7 @@ def invoice_render(*, invoice_id: int) -> Invoice:
         invoice,
         template="invoicing/invoice_pdf.html",
         number=invoice.number,
-        context={
-            "invoice": invoice,
-            "lines": list(invoice.lines.all()),
-            "tax_percent": rate_percent(invoice.tax_rate),
-        },
+        context=document_context(invoice),
     )
     with transaction.atomic(durable=True):
         invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
@@ -227,13 +225,22 @@ def credit_note_issue(
             f"credit of {amount} on invoice {invoice.number} exceeds what is left "
             f"({invoice.total - already})"
         )
+    earlier = list(invoice.credit_notes.all())
+    credit = credit_for(invoice=invoice, earlier=earlier, amount=amount)
     now = timezone.now()
     note = CreditNote.objects.create(
         invoice=invoice,
         number=number_allocate(series=CREDIT_NOTE_SERIES, year=now.year),
         source=source,
         reason=reason[:255],
+        customer_reason=customer_reason(reason, default="Credit on your invoice.")[:400],
         amount=amount,
+        kind=credit.kind,
+        lines=credit.lines,
+        parts=[part.as_dict() for part in credit.parts],
+        net=credit.net,
+        tax=credit.tax,
+        balance_after=invoice.total - already - amount,
         issued_at=now,
     )
     publish("credit_note.numbered", order_id, {"credit_note_id": note.pk, "number": note.number})
@@ -253,7 +260,7 @@ def credit_note_render(*, credit_note_id: int) -> CreditNote:
         note,
         template="invoicing/credit_note_pdf.html",
         number=note.number,
-        context={"note": note, "invoice": note.invoice},
+        context=document_context(note.invoice, note=note),
     )
     with transaction.atomic(durable=True):
         note = (
@@ -273,6 +280,13 @@ def credit_note_render(*, credit_note_id: int) -> CreditNote:
                     "amount": str(note.amount),
                     "currency": invoice.currency,
                     "reason": note.reason,
+                    # Additive: what it credits and its split, for the email that attaches it.
+                    "source": note.source,
+                    "kind": note.kind,
+                    "customer_reason": note.customer_reason,
+                    "net": str(note.net),
+                    "tax": str(note.tax),
+                    "balance_after": str(note.balance_after),
                     "pdf_path": note.pdf.name,
                     "pdf_sha256": note.pdf_sha256,
                 },

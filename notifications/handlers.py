@@ -8,11 +8,19 @@ committed as `sending` with its Message-ID, sent, and the answer recorded (`emai
 from django.db import transaction
 
 from notifications.services import (
+    CANCELLATION,
     Attachment,
+    cancellation_context,
     contact_record,
+    contact_record_invoice,
+    credit_note_record,
     email_deliver_for,
     email_queue,
     email_send,
+    notice_record,
+    order_link_send,
+    order_summary,
+    refund_notice,
 )
 from outbox import Event, subscriber
 
@@ -27,6 +35,7 @@ def on_order_placed(event: Event) -> None:
             email=data["email"],
             name=data["shipping_address"]["name"],
             order_url=data["order_url"],
+            summary=order_summary(data),
         )
         email_queue(order_id=event.aggregate_id, kind="order_confirmation", context={"order": data})
     email_deliver_for(order_id=event.aggregate_id, kind="order_confirmation")
@@ -35,6 +44,7 @@ def on_order_placed(event: Event) -> None:
 @subscriber("invoice.issued", transactional=False)
 def on_invoice_issued(event: Event) -> None:
     data = event.data
+    contact_record_invoice(order_id=event.aggregate_id, invoice=data)
     email_send(
         order_id=event.aggregate_id,
         kind="invoice_issued",
@@ -48,11 +58,6 @@ def on_payment_succeeded(event: Event) -> None:
     email_send(
         order_id=event.aggregate_id, kind="payment_received", context={"payment": event.data}
     )
-
-
-@subscriber("payment.failed", transactional=False)
-def on_payment_failed(event: Event) -> None:
-    email_send(order_id=event.aggregate_id, kind="payment_failed", context={"payment": event.data})
 
 
 @subscriber("payment.action_required", transactional=False)
@@ -70,11 +75,54 @@ def on_shipment_delivered(event: Event) -> None:
     email_send(order_id=event.aggregate_id, kind="delivered", context={"shipment": event.data})
 
 
+def _deliver(order_id: str, kinds: list[str]) -> None:
+    for kind in kinds:
+        email_deliver_for(order_id=order_id, kind=kind)
+
+
+# A declined payment is told once, in the cancellation email (payment.failed sends nothing), and
+# the cancellation and refund emails carry their credit note: they are recorded as notices and
+# queued when the credit note is here too (services: "Emails that wait for their credit note").
+
+
 @subscriber("order.cancelled", transactional=False)
 def on_order_cancelled(event: Event) -> None:
-    email_send(order_id=event.aggregate_id, kind="cancelled", context={"order": event.data})
+    data = event.data
+    context, subject = cancellation_context(data)
+    # Nothing invoiced, nothing to credit: the email goes at once.
+    invoiced = bool(data.get("invoice_number")) or context["payment_failed"]
+    with transaction.atomic(durable=True):
+        kinds = notice_record(
+            order_id=event.aggregate_id,
+            kind="cancelled",
+            context=context,
+            awaits=CANCELLATION if invoiced else "",
+            subject=subject,
+        )
+    _deliver(event.aggregate_id, kinds)
 
 
 @subscriber("refund.succeeded", transactional=False)
 def on_refund_succeeded(event: Event) -> None:
-    email_send(order_id=event.aggregate_id, kind="refunded", context={"refund": event.data})
+    kind, context, subject = refund_notice(event.data)
+    with transaction.atomic(durable=True):
+        kinds = notice_record(
+            order_id=event.aggregate_id,
+            kind=kind,
+            context=context,
+            awaits=f"refund:{event.data['refund_id']}",
+            subject=subject,
+        )
+    _deliver(event.aggregate_id, kinds)
+
+
+@subscriber("credit_note.issued", transactional=False)
+def on_credit_note_issued(event: Event) -> None:
+    with transaction.atomic(durable=True):
+        kinds = credit_note_record(order_id=event.aggregate_id, data=event.data)
+    _deliver(event.aggregate_id, kinds)
+
+
+@subscriber("order.link_requested", transactional=False)
+def on_order_link_requested(event: Event) -> None:
+    order_link_send(order_id=event.aggregate_id, order_url=event.data["order_url"])

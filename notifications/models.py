@@ -10,10 +10,60 @@ class OrderContact(models.Model):
     email = models.EmailField()
     name = models.CharField(max_length=200, blank=True)
     order_url = models.URLField(max_length=500)
+    # What every email may show of the order (from order.placed): items, address, currency,
+    # totals; and the invoice once issued (number and totals, from invoice.issued).
+    summary = models.JSONField(default=dict, blank=True)
+    invoice = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
         return f"{self.order_number} <{self.email}>"
+
+
+class CreditNoteCopy(models.Model):
+    """A credit note of an order (from credit_note.issued): attached to the email about what it
+    credits (the cancellation, or the refund named by its `source`)."""
+
+    order_id = models.UUIDField(db_index=True)
+    number = models.CharField(max_length=32, unique=True)
+    source = models.CharField(max_length=100, blank=True)
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    currency = models.CharField(max_length=3)
+    data = models.JSONField(default=dict, blank=True)
+    pdf_path = models.CharField(max_length=255)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("created_at", "id")
+
+    def __str__(self) -> str:
+        return self.number
+
+
+class Notice(models.Model):
+    """Something that happened to an order that the customer is told about in one email once its
+    credit note exists (a cancellation, a refund): the email is queued when both facts are here,
+    whichever event comes first (both handlers lock the order's contact)."""
+
+    order_id = models.UUIDField(db_index=True)
+    kind = models.CharField(max_length=40, help_text="The email kind (its log's kind).")
+    context = models.JSONField(default=dict, blank=True)
+    awaits = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="The credit note it waits for: refund:<id>, cancellation, or nothing.",
+    )
+    queued_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("created_at", "id")
+        constraints = [
+            models.UniqueConstraint(fields=["order_id", "kind"], name="notice_once_per_order_kind")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} ({'queued' if self.queued_at else 'waiting'})"
 
 
 class EmailLog(models.Model):

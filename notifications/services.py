@@ -28,6 +28,7 @@ import logging
 import smtplib
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from anymail.exceptions import AnymailError, AnymailRecipientsRefused
@@ -38,10 +39,12 @@ from django.db import transaction
 from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django_countries import countries
 
 from chargeflow import metrics
 from chargeflow.backoff import backoff_seconds
-from notifications.models import EmailAttempt, EmailLog, OrderContact
+from chargeflow.wording import customer_reason
+from notifications.models import CreditNoteCopy, EmailAttempt, EmailLog, Notice, OrderContact
 from outbox import RetryLater, publish
 
 logger = logging.getLogger(__name__)
@@ -64,9 +67,11 @@ class EmailKind:
 
 
 KINDS: dict[str, EmailKind] = {
-    "order_confirmation": EmailKind("We received your order {number}", "order_confirmation"),
+    "order_confirmation": EmailKind("Thank you for your order {number}", "order_confirmation"),
     "invoice_issued": EmailKind("Your invoice for order {number}", "invoice_issued"),
     "payment_received": EmailKind("Payment received for order {number}", "payment_received"),
+    # Not sent any more (a declined payment is told in the `cancelled` email, one message for
+    # one thing that happened); kept so that an old log can still be rendered and resent.
     "payment_failed": EmailKind("Payment failed for order {number}", "payment_failed"),
     "action_required": EmailKind(
         "Please confirm your payment for order {number}", "action_required"
@@ -74,8 +79,18 @@ KINDS: dict[str, EmailKind] = {
     "shipped": EmailKind("Your order {number} is on its way", "shipped"),
     "delivered": EmailKind("Your order {number} was delivered", "delivered"),
     "cancelled": EmailKind("Your order {number} was cancelled", "cancelled"),
-    "refunded": EmailKind("Your order {number} was refunded", "refunded"),
+    "refunded": EmailKind("Your order {number} was refunded in full", "refunded"),
+    # "Find my order": the order's link; asked again, it is resent (one log, attempts).
+    "order_link": EmailKind("The link to your order {number}", "order_link"),
+    # One per partial refund: the log's kind is `partial_refund-<refund id>` (base_kind()).
+    "partial_refund": EmailKind("A refund for your order {number}", "partial_refund"),
 }
+
+
+def base_kind(kind: str) -> str:
+    """The kind of email a log is (`partial_refund-12` is a `partial_refund`)."""
+    return kind.split("-", 1)[0]
+
 
 # Tracking events (anymail's normalised `event_type`) that change the log's status, and how far
 # along each status is: a late `delivered` never hides an earlier bounce or complaint.
@@ -96,7 +111,13 @@ STATUS_RANK = {
 
 @transaction.atomic
 def contact_record(
-    *, order_id: str, order_number: str, email: str, name: str, order_url: str
+    *,
+    order_id: str,
+    order_number: str,
+    email: str,
+    name: str,
+    order_url: str,
+    summary: dict | None = None,
 ) -> OrderContact:
     contact, _ = OrderContact.objects.get_or_create(
         order_id=order_id,
@@ -105,9 +126,49 @@ def contact_record(
             "email": email,
             "name": name,
             "order_url": order_url,
+            "summary": summary or {},
         },
     )
     return contact
+
+
+def order_summary(data: dict) -> dict:
+    """What the emails show of an order, from its order.placed payload: the items (with their
+    prices), the address, the currency, the totals when the event carries them, and how it is
+    paid."""
+    payment = data.get("payment") or {}
+    address = dict(data.get("shipping_address") or {})
+    if address.get("country"):
+        address["country_name"] = countries.name(address["country"]) or address["country"]
+    return {
+        "currency": data.get("currency", ""),
+        "items": [
+            {
+                "sku": item.get("sku", ""),
+                "name": item.get("name", ""),
+                "quantity": item.get("quantity"),
+                "unit_price": str(item.get("unit_price", "")),
+                "line_total": str(item.get("line_total", "")),
+            }
+            for item in data.get("items", [])
+        ],
+        "shipping_address": address,
+        "totals": data.get("totals") or {},
+        "pricing": data.get("pricing") or {},
+        "payment": {"authorized": bool(payment.get("payment_intent"))},
+    }
+
+
+@transaction.atomic
+def contact_record_invoice(*, order_id: str, invoice: dict) -> None:
+    """Keep the invoice's number and totals (from invoice.issued) for the later emails."""
+    OrderContact.objects.filter(order_id=order_id).update(
+        invoice={
+            "number": invoice.get("number", ""),
+            "currency": invoice.get("currency", ""),
+            "totals": invoice.get("totals") or {},
+        }
+    )
 
 
 @transaction.atomic
@@ -117,20 +178,22 @@ def email_queue(
     kind: str,
     context: dict | None = None,
     attachments: list[Attachment] | None = None,
+    subject: str = "",
 ) -> EmailLog:
     """Phase 1, committed before anything is sent: record the `kind` email of an order
     (`queued`), once; a row that exists already (a redelivery) is returned as it is. Sends
-    nothing: `email_deliver` does, after commit."""
+    nothing: `email_deliver` does, after commit. `subject` replaces the kind's own (a
+    `{number}` in it is the order number)."""
     contact = OrderContact.objects.filter(order_id=order_id).first()
     if contact is None:
         raise RetryLater(f"order {order_id}: order.placed not handled here yet (no contact)")
-    spec = KINDS[kind]
+    spec = KINDS[base_kind(kind)]
     log, created = EmailLog.objects.get_or_create(
         order_id=order_id,
         kind=kind,
         defaults={
             "recipient": contact.email,
-            "subject": spec.subject.format(number=contact.order_number),
+            "subject": (subject or spec.subject).format(number=contact.order_number),
             "context": context or {},
             "attachments": [asdict(a) for a in attachments or []],
             "status": EmailLog.Status.QUEUED,
@@ -139,6 +202,201 @@ def email_queue(
     if not created:
         logger.info("order %s: %s email already recorded (%s)", order_id, kind, log.status)
     return log
+
+
+# --- Emails that wait for their credit note ---------------------------------------------------
+#
+# A cancellation and a refund are each told in one email with the credit note attached. The
+# credit note is issued by invoicing a moment after the fact (its own event), so the email is
+# recorded as a `Notice` and queued when both are here, whichever event is handled first: both
+# handlers lock the order's contact row, so neither misses the other. A notice whose credit note
+# does not come (nothing was invoiced, or invoicing is stuck) is sent without it after
+# NOTICE_WAIT_MINUTES by the beat task; the order page lists the credit note when it comes.
+
+CANCELLATION = "cancellation"
+
+
+def _locked_contact(order_id: str) -> OrderContact:
+    contact = OrderContact.objects.select_for_update().filter(order_id=order_id).first()
+    if contact is None:
+        raise RetryLater(f"order {order_id}: order.placed not handled here yet (no contact)")
+    return contact
+
+
+def _credits(note: CreditNoteCopy, awaits: str) -> bool:
+    if awaits == CANCELLATION:
+        return not note.source.startswith("refund:")
+    return note.source == awaits
+
+
+def _note_context(note: CreditNoteCopy) -> dict:
+    return {
+        "number": note.number,
+        "amount": str(note.amount),
+        "currency": note.currency,
+        "invoice_number": note.data.get("invoice_number", ""),
+        "balance_after": note.data.get("balance_after", ""),
+        "net": note.data.get("net", ""),
+        "tax": note.data.get("tax", ""),
+    }
+
+
+def _notice_queue(notice: Notice, note: CreditNoteCopy | None) -> None:
+    context = dict(notice.context)
+    attachments = []
+    if note is not None:
+        context["credit_note"] = _note_context(note)
+        attachments.append(Attachment(note.pdf_path, f"credit-note-{note.number}.pdf"))
+    email_queue(
+        order_id=str(notice.order_id),
+        kind=notice.kind,
+        context=context,
+        attachments=attachments,
+        subject=context.pop("subject", ""),
+    )
+    notice.queued_at = timezone.now()
+    notice.save(update_fields=["queued_at"])
+
+
+def _notices_ready(order_id: str) -> None:
+    """Queue the order's waiting notices whose credit note is here (or that wait for none).
+    Runs with the contact row locked."""
+    notes = list(CreditNoteCopy.objects.filter(order_id=order_id))
+    for notice in Notice.objects.filter(order_id=order_id, queued_at__isnull=True):
+        note = next((n for n in notes if _credits(n, notice.awaits)), None)
+        if note is not None or not notice.awaits:
+            _notice_queue(notice, note)
+
+
+def notice_record(
+    *, order_id: str, kind: str, context: dict, awaits: str, subject: str = ""
+) -> list[str]:
+    """Record that the customer is to be told `kind` (once), and queue its email if its credit
+    note is here already. Returns the order's notice kinds (to deliver after commit)."""
+    with transaction.atomic():
+        _locked_contact(order_id)
+        Notice.objects.get_or_create(
+            order_id=order_id,
+            kind=kind,
+            defaults={"context": {**context, "subject": subject}, "awaits": awaits},
+        )
+        _notices_ready(order_id)
+        return list(Notice.objects.filter(order_id=order_id).values_list("kind", flat=True))
+
+
+def credit_note_record(*, order_id: str, data: dict) -> list[str]:
+    """Keep an issued credit note (credit_note.issued) and queue the notice waiting for it.
+    Returns the order's notice kinds (to deliver after commit)."""
+    with transaction.atomic():
+        _locked_contact(order_id)
+        CreditNoteCopy.objects.get_or_create(
+            number=data["number"],
+            defaults={
+                "order_id": order_id,
+                "source": data.get("source", ""),
+                "amount": Decimal(data["amount"]),
+                "currency": data.get("currency", ""),
+                "pdf_path": data["pdf_path"],
+                "data": {
+                    k: data.get(k, "")
+                    for k in ("invoice_number", "balance_after", "net", "tax", "reason")
+                },
+            },
+        )
+        _notices_ready(order_id)
+        return list(Notice.objects.filter(order_id=order_id).values_list("kind", flat=True))
+
+
+def notices_release_overdue(*, now: datetime | None = None) -> list[int]:
+    """Queue the notices that waited NOTICE_WAIT_MINUTES for a credit note that did not come,
+    without it (beat task). Returns the email log ids to deliver."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(minutes=settings.NOTICE_WAIT_MINUTES)
+    ids = []
+    for pk in Notice.objects.filter(queued_at__isnull=True, created_at__lte=cutoff).values_list(
+        "pk", flat=True
+    ):
+        with transaction.atomic():
+            notice = Notice.objects.get(pk=pk)
+            _locked_contact(str(notice.order_id))
+            notice = Notice.objects.get(pk=pk)
+            if notice.queued_at is not None:
+                continue
+            logger.warning(
+                "order %s: %s email waited %s min for its credit note: sent without it",
+                notice.order_id,
+                notice.kind,
+                settings.NOTICE_WAIT_MINUTES,
+            )
+            _notice_queue(notice, None)
+            ids.append(EmailLog.objects.get(order_id=notice.order_id, kind=notice.kind).pk)
+    return ids
+
+
+def order_link_send(*, order_id: str, order_url: str) -> EmailLog | None:
+    """Email the order's (fresh) link, asked for on "Find my order": the first time as the
+    order's `order_link` email, later as a resend of it with the new link, but not again within
+    ORDER_LINK_EMAIL_COOLDOWN_MINUTES of the last one (whoever asks, however often)."""
+    cooldown = timedelta(minutes=settings.ORDER_LINK_EMAIL_COOLDOWN_MINUTES)
+    with transaction.atomic():
+        _locked_contact(order_id)
+        log = EmailLog.objects.select_for_update().filter(order_id=order_id, kind="order_link")
+        log = log.first()
+        if log is None:
+            log = email_queue(
+                order_id=order_id, kind="order_link", context={"order_url": order_url}
+            )
+        elif log.status in (EmailLog.Status.QUEUED, EmailLog.Status.SENDING) or (
+            log.sent_at and log.sent_at > timezone.now() - cooldown
+        ):
+            logger.info("order %s: order link sent moments ago, not again", order_id)
+            return None
+        else:
+            log.context = {"order_url": order_url}
+            log.save(update_fields=["context", "updated_at"])
+            log = email_resend_request(log_id=log.pk, requested_by="customer (find my order)")
+    return email_deliver(log_id=log.pk)
+
+
+def cancellation_context(data: dict) -> tuple[dict, str]:
+    """The cancelled email's context and subject, from order.cancelled: a declined payment and
+    the cancellation it causes are one email."""
+    reason = data.get("reason", "")
+    payment_failed = bool(data.get("payment_failed")) or reason.lower().startswith("payment failed")
+    context = {
+        "order": {"number": data.get("number", ""), "status": data.get("status", "")},
+        "cause": customer_reason(reason, default="We had to cancel it."),
+        "payment_failed": payment_failed,
+    }
+    subject = (
+        "Your payment did not go through: order {number} is cancelled"
+        if payment_failed
+        else "Your order {number} was cancelled"
+    )
+    return context, subject
+
+
+def refund_notice(data: dict) -> tuple[str, dict, str]:
+    """The refund email's kind, context and subject, from refund.succeeded: a full refund and a
+    partial one are worded differently (and each partial refund has its own email)."""
+    full = bool(data.get("full"))
+    kind = "refunded" if full else f"partial_refund-{data['refund_id']}"
+    context = {
+        "refund": {
+            "amount": data.get("amount", ""),
+            "currency": data.get("currency", ""),
+            "full": full,
+            "refunded_total": data.get("refunded_total", data.get("amount", "")),
+        },
+        "cause": customer_reason(data.get("reason", ""), default=""),
+    }
+    subject = (
+        "Your order {number} was refunded in full"
+        if full
+        else f"We refunded {data.get('amount', '')} {data.get('currency', '')} "
+        "for your order {number}"
+    )
+    return kind, context, subject
 
 
 def email_send(
@@ -230,10 +488,41 @@ def _provider(connection: Any) -> str:
     return getattr(connection, "esp_name", None) or type(connection).__module__.rsplit(".", 1)[-1]
 
 
+def _money(amount: Any, currency: str) -> str:
+    return f"{amount} {currency}".strip() if amount not in (None, "") else ""
+
+
+def email_totals(contact: OrderContact) -> list[tuple[str, str]]:
+    """The order's totals as the emails show them (label, amount with currency), the way the
+    shop showed them (VAT included or added): from order.placed, else from the invoice."""
+    totals = contact.summary.get("totals") or contact.invoice.get("totals") or {}
+    pricing = contact.summary.get("pricing") or contact.invoice.get("totals") or {}
+    currency = totals.get("currency") or contact.summary.get("currency") or ""
+    currency = currency or contact.invoice.get("currency", "")
+    if not totals.get("total"):
+        return []
+    tax_name = pricing.get("tax_name") or "VAT"
+    rate = pricing.get("tax_rate")
+    percent = f" {(Decimal(str(rate)) * 100).normalize():f} %" if rate not in (None, "") else ""
+    if pricing.get("prices_include_tax") and pricing.get("goods_shown") not in (None, ""):
+        return [
+            (f"Items (incl. {tax_name})", _money(pricing["goods_shown"], currency)),
+            (f"Shipping (incl. {tax_name})", _money(pricing.get("shipping_shown"), currency)),
+            ("Total", _money(totals["total"], currency)),
+            (f"Included {tax_name}{percent}", _money(totals.get("tax"), currency)),
+        ]
+    return [
+        ("Items", _money(totals.get("subtotal"), currency)),
+        ("Shipping", _money(totals.get("shipping"), currency)),
+        (f"{tax_name}{percent}", _money(totals.get("tax"), currency)),
+        ("Total", _money(totals["total"], currency)),
+    ]
+
+
 def _render(log: EmailLog, contact: OrderContact) -> EmailMultiAlternatives:
     """The email as the customer gets it (attachments read from storage: call with no
     transaction open); the Message-ID header is set by the caller."""
-    spec = KINDS[log.kind]
+    spec = KINDS[base_kind(log.kind)]
     ctx = {
         "shop_name": settings.SHOP_NAME,
         "brand_color": settings.SHOP_BRAND_COLOR,
@@ -242,6 +531,11 @@ def _render(log: EmailLog, contact: OrderContact) -> EmailMultiAlternatives:
         "order_number": contact.order_number,
         "order_url": contact.order_url,
         "subject": log.subject,
+        "summary": contact.summary,
+        "invoice_copy": contact.invoice,
+        "currency": contact.summary.get("currency") or contact.invoice.get("currency", ""),
+        "attachment_names": [item["filename"] for item in log.attachments],
+        "totals_rows": email_totals(contact),
         **log.context,
     }
     message = EmailMultiAlternatives(
@@ -257,7 +551,7 @@ def _render(log: EmailLog, contact: OrderContact) -> EmailMultiAlternatives:
     message.attach_alternative(
         render_to_string(f"notifications/email/{spec.template}.html", ctx), "text/html"
     )
-    message.tags = [log.kind]  # anymail: the provider's own reports can group by kind
+    message.tags = [base_kind(log.kind)]  # anymail: the provider's own reports can group by kind
     message.metadata = {"order_id": str(log.order_id), "kind": log.kind}
     for item in log.attachments:
         attachment = Attachment(**item)
@@ -368,7 +662,8 @@ def _attempt_sent(*, attempt_id: int, message_id: str) -> EmailLog:
             log.order_id,
             {
                 "order_id": str(log.order_id),
-                "kind": log.kind,
+                "kind": base_kind(log.kind),
+                "email": log.kind,
                 "recipient": log.recipient,
                 "attempt": attempt.number,
                 "resend": attempt.forced,

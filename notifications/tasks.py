@@ -11,9 +11,11 @@ logger = logging.getLogger(__name__)
 
 @shared_task(name="notifications.send_due_emails")
 def send_due_emails() -> int:
-    """Beat task: make every due attempt (retries after a failure, requested resends)."""
+    """Beat task: make every due attempt (retries after a failure, requested resends), and send
+    the cancellation or refund emails whose credit note did not come in time."""
     sent = 0
-    for log_id in services.due_email_ids():
+    overdue = services.notices_release_overdue()
+    for log_id in [*overdue, *services.due_email_ids()]:
         log = services.email_retry(log_id=log_id)
         if log is not None and log.status == log.Status.SENT:
             sent += 1

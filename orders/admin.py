@@ -81,7 +81,7 @@ class TimelineInline(ReadOnlyInline):
 
     @admin.display(description="What happened")
     def description(self, entry: TimelineEntry) -> str:
-        return presenters.describe(entry)
+        return presenters.describe(entry, currency=entry.order.currency, customer=False)
 
 
 class StuckFilter(admin.SimpleListFilter):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
+from django.utils.translation.trans_real import parse_accept_lang_header
 
 from chargeflow.money import quantize
 from orders.countries import COUNTRY_CODES
@@ -95,6 +96,27 @@ def quote_country(session, choice: str | None = None) -> str:
         return choice
     remembered = session.get(COUNTRY_KEY, "")
     return remembered if remembered in COUNTRY_CODES else settings.SHOP_COUNTRY
+
+
+def preferred_country(request) -> str:
+    """The country to preselect at checkout, or "" (the shopper chooses): the one the shopper
+    chose for the cart, else the destination of their account's last order, else the region
+    of their browser's language (Accept-Language "de-AT" is Austria; a bare "de" says nothing).
+    Never a shop-wide default: a wrong country silently changes shipping and VAT."""
+    remembered = request.session.get(COUNTRY_KEY, "")
+    if remembered in COUNTRY_CODES:
+        return remembered
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        last = user.orders.order_by("-created_at").values_list("ship_country", flat=True).first()
+        if last in COUNTRY_CODES:
+            return last
+    header = request.META.get("HTTP_ACCEPT_LANGUAGE", "")[:200]
+    for language, _q in parse_accept_lang_header(header):
+        region = language.replace("_", "-").split("-")[1:2]
+        if region and region[0].upper() in COUNTRY_CODES:
+            return region[0].upper()
+    return ""
 
 
 def cart_quote(lines: list[CartLine], country: str) -> Quote | None:

@@ -56,9 +56,11 @@ class CheckoutForm(forms.Form):
         label="Postal code",
         widget=forms.TextInput(attrs={"autocomplete": "postal-code"}),
     )
+    # Nothing preselected unless the shopper's choice, account or browser gives one
+    # (cart.preferred_country).
     country = forms.ChoiceField(
-        choices=country_choices,
-        initial="DE",
+        choices=lambda: [("", "Choose your country"), *country_choices()],
+        error_messages={"required": "Choose the country to ship to."},
         widget=forms.Select(attrs={"autocomplete": "country"}),
     )
     checkout_token = forms.RegexField(
@@ -78,3 +80,25 @@ class SignUpForm(UserCreationForm):
     class Meta(UserCreationForm.Meta):
         model = get_user_model()
         fields = ("username", "email")
+
+
+ORDER_NUMBER_RE = re.compile(r"^CF-[2-9A-Z]{8}$")
+
+
+class FindOrderForm(forms.Form):
+    """ "Find my order": the email address and the order number, as in the confirmation."""
+
+    email = forms.EmailField(widget=forms.EmailInput(attrs={"autocomplete": "email"}))
+    number = forms.CharField(
+        max_length=20,
+        label="Order number",
+        help_text="In your confirmation email, e.g. CF-7KQ2M9XA.",
+        widget=forms.TextInput(attrs={"autocapitalize": "characters", "spellcheck": "false"}),
+    )
+
+    def clean_number(self) -> str:
+        value = "".join(self.cleaned_data["number"].split()).upper()
+        value = value if value.startswith("CF-") else f"CF-{value.removeprefix('CF')}"
+        if not ORDER_NUMBER_RE.fullmatch(value):
+            raise forms.ValidationError("Enter the order number as in your email (CF-…).")
+        return value

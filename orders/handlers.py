@@ -133,4 +133,8 @@ def on_credit_note_issued(event: Event) -> None:
 
 @subscriber("email.sent")
 def on_email_sent(event: Event) -> None:
-    services.order_record_email(order_id=event.aggregate_id, kind=event.data["kind"])
+    services.order_record_email(
+        order_id=event.aggregate_id,
+        kind=event.data["kind"],
+        resend=bool(event.data.get("resend")),
+    )

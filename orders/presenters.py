@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from django_countries import countries
 
+from chargeflow.wording import customer_reason
 from orders.models import Order, Product, TimelineEntry
 
 S = Order.Status
@@ -97,14 +98,45 @@ class ProductArt:
     hue: int  # 0-359, the same for a SKU everywhere and on every run
 
 
-def product_art(product: Product) -> ProductArt:
-    words = product.name.split()
+def _initials_candidates(name: str):
+    """Initials for a name, best first: the first letters of its first two words (or its first
+    two letters), then its first letter with each later letter, then with a digit."""
+    words = name.split() or ["?"]
+    first = words[0][:1].upper()
     if len(words) >= 2:
-        initials = (words[0][:1] + words[1][:1]).upper()
-    else:
-        initials = product.name[:2].capitalize()
+        yield first + words[1][:1].upper()
+    letters = [c for c in "".join(words)[1:] if c.isalnum()]
+    for letter in letters:
+        yield first + letter.lower()
+    for digit in "23456789":
+        yield first + digit
+
+
+def catalog_initials(products) -> dict[str, str]:
+    """Distinct initials for every product of the catalog (by SKU): "Mouse" is "Mo", then
+    "Monitor" is "Mn", not a second "Mo". Stable: decided in SKU order."""
+    taken: set[str] = set()
+    result: dict[str, str] = {}
+    for sku, name in sorted(products):
+        initials = next((c for c in _initials_candidates(name) if c not in taken), sku[:2])
+        taken.add(initials)
+        result[sku] = initials
+    return result
+
+
+def product_art(product: Product, initials: dict[str, str] | None = None) -> ProductArt:
+    """The placeholder of a product: `initials` from catalog_initials (distinct across the
+    catalog) when given, else the product's own best initials."""
+    text = (initials or {}).get(product.sku) or next(_initials_candidates(product.name))
     digest = hashlib.sha256(product.sku.encode()).digest()
-    return ProductArt(initials=initials, hue=int.from_bytes(digest[:4], "big") % 360)
+    return ProductArt(initials=text, hue=int.from_bytes(digest[:4], "big") % 360)
+
+
+def net_paid(order: Order):
+    """The order's total minus what was refunded (None before it has a total)."""
+    if order.total is None:
+        return None
+    return order.total - (order.refunded_amount or 0)
 
 
 def country_name(code: str) -> str:
@@ -116,24 +148,55 @@ def _label(status: str | None) -> str:
     return S(status).label if status in S.values else (status or "—")
 
 
-def describe(entry: TimelineEntry) -> str:
+EMAIL_LABELS = {
+    "order_confirmation": "order confirmation",
+    "invoice_issued": "invoice",
+    "payment_received": "payment received",
+    "payment_failed": "payment failed",
+    "action_required": "payment confirmation needed",
+    "partial_refund": "partial refund",
+    "refunded": "refund",
+    "order_link": "link to this order",
+}
+
+
+def _money(amount, currency: str) -> str:
+    return f"{amount} {currency}".strip()
+
+
+def describe(entry: TimelineEntry, *, currency: str = "", customer: bool = True) -> str:
+    """One timeline row as the customer reads it (amounts with their currency; causes in the
+    customer's words, chargeflow/wording.py), or as an operator does (`customer=False`: the
+    recorded causes as they are)."""
     d = entry.detail or {}
     kind = entry.type
+
+    def reason(cause: str | None, default: str) -> str:
+        if not customer:
+            return cause or default
+        return customer_reason(cause, default=default)
+
     if kind == TimelineEntry.Type.STATUS_CHANGED:
         if d.get("from") is None:
             return "Order placed"
         text = f"Status: {_label(d.get('from'))} → {_label(d.get('to'))}"
-        return f"{text} ({d['reason']})" if d.get("reason") else text
+        if not d.get("reason"):
+            return text
+        return f"{text} ({reason(d['reason'], '').rstrip('.')})"
     if kind == TimelineEntry.Type.EMAIL_SENT:
-        return "Email sent: " + str(d.get("kind", "")).replace("_", " ")
+        email = str(d.get("kind", ""))
+        label = EMAIL_LABELS.get(email, email.replace("_", " "))
+        return ("Email sent again: " if d.get("resend") else "Email sent: ") + label
     if kind == TimelineEntry.Type.INVOICE_ISSUED:
-        return f"Invoice {d.get('number', '')} issued (total {d.get('total', '')})"
+        return (
+            f"Invoice {d.get('number', '')} issued (total {_money(d.get('total', ''), currency)})"
+        )
     if kind == TimelineEntry.Type.PAYMENT:
         status = d.get("status")
         if status == "succeeded":
             return "Payment received"
         if status == "failed":
-            return "Payment failed: " + (d.get("message") or "declined")
+            return "Payment failed: " + reason(d.get("message"), "declined")
         if status == "action_required":
             return "Payment needs your confirmation"
         return f"Payment {status}"
@@ -144,12 +207,12 @@ def describe(entry: TimelineEntry) -> str:
         if status == "delivered":
             return "Delivered"
         if status == "failed":
-            return "Shipping failed: " + (d.get("reason") or "the carrier refused the parcel")
+            return "Shipping failed: " + reason(d.get("reason"), "the carrier refused the parcel.")
         return f"Shipment {status}"
     if kind == TimelineEntry.Type.REFUND:
-        return f"Refunded {d.get('amount', '')}"
+        return f"Refunded {_money(d.get('amount', ''), currency)}"
     if kind == TimelineEntry.Type.CREDIT_NOTE_ISSUED:
-        return f"Credit note {d.get('number', '')} issued ({d.get('amount', '')})"
+        return f"Credit note {d.get('number', '')} issued ({_money(d.get('amount', ''), currency)})"
     if kind == "restock":
         skus = ", ".join(f"{units} × {sku}" for sku, units in (d.get("skus") or {}).items())
         text = f"Put back in stock: {skus}"
@@ -160,5 +223,9 @@ def describe(entry: TimelineEntry) -> str:
     return kind.replace("_", " ")
 
 
-def timeline_rows(order: Order) -> list[tuple[TimelineEntry, str]]:
-    return [(entry, describe(entry)) for entry in order.timeline.all()]
+def timeline_rows(order: Order, *, customer: bool = True) -> list[tuple[TimelineEntry, str]]:
+    """The order's timeline as the customer reads it, or (`customer=False`) an operator."""
+    return [
+        (entry, describe(entry, currency=order.currency, customer=customer))
+        for entry in order.timeline.all()
+    ]

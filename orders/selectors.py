@@ -224,3 +224,8 @@ def order_statuses() -> list[tuple[str, str]]:
 
 def orders_by_ids(*, order_ids) -> QuerySet[Order]:
     return Order.objects.filter(pk__in=list(order_ids)).order_by("-created_at")
+
+
+def order_for_lookup(*, email: str, number: str) -> Order | None:
+    """The order with this number placed with this email address (case-insensitive), or None."""
+    return Order.objects.filter(number=number.upper(), email__iexact=email.strip()).first()

@@ -385,7 +385,18 @@ def order_transition(*, order_id, to: str, reason: str = "") -> bool:
     if to in (Order.Status.CANCELLED, Order.Status.REFUNDED):
         _stock_release(order)
     if to == Order.Status.CANCELLED:
-        publish("order.cancelled", order.id, _order_summary(order, reason=reason))
+        publish(
+            "order.cancelled",
+            order.id,
+            _order_summary(
+                order,
+                reason=reason,
+                # Additive: whether a credit note follows (an invoice was issued) and whether a
+                # declined payment is the cause (told in the same email).
+                invoice_number=order.invoice_number,
+                payment_failed=order.payment_status == "failed",
+            ),
+        )
     elif to == Order.Status.DELIVERED:
         publish("order.completed", order.id, _order_summary(order))
     return True
@@ -556,9 +567,14 @@ def order_record_authorization_released(*, order_id, amount: str, currency: str)
 
 
 @transaction.atomic
-def order_record_email(*, order_id, kind: str) -> None:
+def order_record_email(*, order_id, kind: str, resend: bool = False) -> None:
+    """An email went to the customer: a timeline row (`email_sent`); an operator's resend is
+    marked as one (`resend: true`), not told as a second email of its kind."""
     order = _lock(order_id)
-    _timeline(order, TimelineEntry.Type.EMAIL_SENT, {"kind": kind})
+    detail: dict[str, Any] = {"kind": kind}
+    if resend:
+        detail["resend"] = True
+    _timeline(order, TimelineEntry.Type.EMAIL_SENT, detail)
 
 
 def stuck_cutoff():
@@ -693,3 +709,21 @@ def order_restock(*, order_id, quantities: dict[int, int], by: str, reason: str 
     )
     logger.info("order %s: %s unit(s) restocked by %s", order.id, units, by)
     return units
+
+
+@transaction.atomic
+def order_link_request(*, order_id) -> None:
+    """Someone asked "find my order" with this order's number and email address: publish
+    `order.link_requested` with a fresh guest link; notifications emails it to the order's
+    address (never to whoever asked), at most once per ORDER_LINK_EMAIL_COOLDOWN_MINUTES."""
+    order = Order.objects.get(pk=order_id)
+    publish(
+        "order.link_requested",
+        order.id,
+        {
+            "order_id": str(order.id),
+            "number": order.number,
+            "email": order.email,
+            "order_url": order_link(order),
+        },
+    )

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from orders import views
+from orders import find_views, views
 
 app_name = "orders"
 
@@ -15,6 +15,7 @@ urlpatterns = [
     path("checkout/", views.checkout, name="checkout"),
     path("checkout/pay/", views.checkout_pay, name="checkout-pay"),
     path("checkout/complete/", views.checkout_complete, name="checkout-complete"),
+    path("orders/find/", find_views.find_order, name="find-order"),
     path("orders/<uuid:order_id>/", views.order_detail, name="order-detail"),
     path("orders/<uuid:order_id>/status.json", views.order_status, name="order-status"),
     # Next to Django's auth views under accounts/ (chargeflow/urls.py includes them first).

@@ -193,11 +193,10 @@ def _order_url(request, order) -> str:
 def _new_form(request) -> CheckoutForm:
     initial = {
         "checkout_token": secrets.token_urlsafe(24),
-        "country": cart.quote_country(request.session),
+        "country": cart.preferred_country(request),  # or none: the shopper chooses
     }
     if request.user.is_authenticated:
         initial["email"] = request.user.email
-    initial["country"] = cart.quote_country(request.session, None)
     return CheckoutForm(initial=initial)
 
 
@@ -233,7 +232,8 @@ def checkout(request):
         messages.info(request, "Your cart is empty.")
         return redirect("orders:product-list")
     problems = [line.problem for line in lines if line.problem]
-    country = cart.quote_country(request.session, request.POST.get("country"))
+    chosen = request.POST.get("country") or cart.preferred_country(request)
+    country = cart.quote_country(request.session, chosen)
     if request.method == "POST" and "recalculate" in request.POST:
         form = CheckoutForm(initial=request.POST.dict())
     elif request.method == "POST":
@@ -254,6 +254,8 @@ def checkout(request):
             "lines": lines,
             "problems": problems,
             **_quote_context(lines, country),
+            # No country yet: the totals shown are for the shop's country, and say so.
+            "quote_unchosen": not chosen,
             "stripe_js_url": settings.STRIPE_JS_URL,
             "stripe_publishable_key": settings.STRIPE_PUBLISHABLE_KEY,
             "hold_minutes": settings.CHECKOUT_HOLD_MINUTES,

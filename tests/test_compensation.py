@@ -83,11 +83,19 @@ def test_payment_failed_cancels_releases_stock_and_credits(pipeline, catalog, ma
     [credit_note] = order["credit_notes"]
     assert credit_note["amount"] == order["totals"]["total"]
     assert order["shipment"] is None  # never handed to the partner
-    expected = {"order_confirmation": 1, "invoice_issued": 1, "payment_failed": 1, "cancelled": 1}
+    # The decline and the cancellation it causes are one email, with the credit note attached.
+    expected = {"order_confirmation": 1, "invoice_issued": 1, "cancelled": 1}
     assert emails(mailbox) == expected
     assert timeline_emails(order) == expected
-    [failed] = [m for m in mailbox.messages() if m["X-ChargeFlow-Kind"] == "payment_failed"]
-    assert "declined" in failed.get_body(preferencelist=("plain",)).get_content().lower()
+    [cancelled] = [m for m in mailbox.messages() if m["X-ChargeFlow-Kind"] == "cancelled"]
+    assert "did not go through" in cancelled["Subject"]
+    text = cancelled.get_body(preferencelist=("plain",)).get_content()
+    assert "Your bank declined the payment." in text
+    assert "Nothing was charged" in text
+    assert "declined.)." not in text and "back in stock" not in text
+    assert [a.get_filename() for a in cancelled.iter_attachments()] == [
+        f"credit-note-{credit_note['number']}.pdf"
+    ]
 
 
 def test_undeliverable_address_is_refunded_once(pipeline, catalog, mailbox, fast_partner):
@@ -117,7 +125,13 @@ def test_undeliverable_address_is_refunded_once(pipeline, catalog, mailbox, fast
     }
     [refunded] = [m for m in mailbox.messages() if m["X-ChargeFlow-Kind"] == "refunded"]
     text = refunded.get_body(preferencelist=("plain",)).get_content()
-    assert "undeliverable" in text and order["totals"]["total"] in text
+    # The reason in the customer's words, never the partner's error text.
+    assert "Our shipping partner could not deliver to the address" in text
+    assert "undeliverable" not in text and "postal code 00000" not in text
+    assert f"{order['totals']['total']} EUR" in text
+    assert [a.get_filename() for a in refunded.iter_attachments()] == [
+        f"credit-note-{credit_note['number']}.pdf"
+    ]
     assert timeline_emails(order)["refunded"] == 1
 
 

@@ -52,7 +52,7 @@ def test_list_detail_html_and_attachment(client, invoice_email):
     detail = client.get(f"/notifications/mailbox/{invoice_email}/")
     assert detail.status_code == 200
     assert b"<iframe" in detail.content and b"sandbox=" in detail.content
-    assert b"Your invoice INV-9 is attached." in detail.content  # the plain-text part
+    assert b"Your invoice INV-9 for order CF-000099 is attached" in detail.content  # plain text
 
     html = client.get(f"/notifications/mailbox/{invoice_email}/html/")
     assert html.status_code == 200

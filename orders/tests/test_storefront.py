@@ -101,8 +101,10 @@ def test_catalog_placeholders_are_distinct_and_not_links_styled(client, catalog)
     initials = dict(zip(names, (text for _hue, text in arts), strict=True))
     assert initials["Desk Lamp"] == "DL" and initials["Desk Pad"] == "DP"
     assert initials["Laptop"] == "La" and initials["Laptop Stand"] == "LS"
-    # No two look alike (Mouse and Monitor share "Mo", not the colour), and a product looks
-    # the same on every page.
+    # No two look alike: distinct initials across the catalog (Monitor "Mo", Mouse "Mu") and
+    # colours, and a product looks the same on every page.
+    assert len({text for _hue, text in arts}) == len(arts)
+    assert initials["Monitor"] != initials["Mouse"]
     assert len(set(arts)) == len(arts)
     assert len({hue for hue, _text in arts}) == len(arts)
     detail = client.get(reverse("orders:product-detail", args=["LAMP-01"])).content.decode()

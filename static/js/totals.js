@@ -10,6 +10,7 @@
   if (!select) return;
   let latest = 0;
   select.addEventListener("change", async function () {
+    if (!select.value) return;  // "Choose your country": nothing to price yet
     const mine = ++latest;  // answers arriving out of order: only the last choice counts
     box.setAttribute("aria-busy", "true");
     try {
