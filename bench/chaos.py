@@ -1154,7 +1154,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--authorized", type=int, default=1, help="include payment-intents orders")
     parser.add_argument("--race-buyers", type=int, default=50)
     parser.add_argument("--race-units", type=int, default=10)
-    parser.add_argument("--drain-timeout", type=float, default=900)
+    parser.add_argument("--drain-timeout", type=float, default=1800)
     parser.add_argument("--slow-partner-db", default="sqlite,postgres")
     parser.add_argument("--slow-orders", type=int, default=20)
     parser.add_argument("--slow-interval", type=float, default=1.0)
