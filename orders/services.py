@@ -29,7 +29,7 @@ from orders.models import (
 from orders.pricing import PriceLine
 from orders.selectors import price_quote
 from orders.tokens import order_link
-from outbox import publish
+from outbox import current_event, publish
 
 logger = logging.getLogger(__name__)
 
@@ -352,7 +352,12 @@ def order_write(
 
 
 def _timeline(order: Order, type_: TimelineEntry.Type, detail: dict[str, Any]) -> TimelineEntry:
-    return TimelineEntry.objects.create(order=order, type=type_, detail=detail)
+    """A timeline row, dated when its fact happened: while a subscriber handles an event, the
+    event's `occurred_at` (a delivery retried for minutes must not put "payment received" after
+    the email that reported it); otherwise now (checkout, an operator's action)."""
+    event = current_event()
+    at = event.occurred_at if event is not None else timezone.now()
+    return TimelineEntry.objects.create(order=order, type=type_, at=at, detail=detail)
 
 
 def _lock(order_id) -> Order:

@@ -49,6 +49,15 @@ def undelivered(aggregate_id) -> Undelivered:
     return select(aggregate_id)
 
 
+def current_event():
+    """The Event the running subscriber is handling (None outside a delivery): lets a handler's
+    service date what it records by when the fact happened (`.occurred_at`), not by when a
+    retried delivery finally got to it."""
+    from outbox.events import current_event as var
+
+    return var.get()
+
+
 # --- Operations (the desk, /metrics, manage.py dlq_replay) -------------------------------------
 
 
@@ -110,6 +119,7 @@ __all__ = (
     "Undelivered",
     "Unpublished",
     "backlog",
+    "current_event",
     "dead_letter_depths",
     "dead_letters",
     "dead_letters_redrive",
