@@ -270,7 +270,7 @@ def shipment_status_for(file: OrderFile) -> str:
     order, shipment = file.order, file.shipment
     status = shipment.get_status_display() if shipment else (order.shipment_status or "")
     if order.status in ("cancelled", "refunded") and (
-        shipment is None or shipment.status in ("pending",)
+        shipment is None or shipment.status in ("pending", "cancelled")
     ):
         return f"Not shipped (order {order.get_status_display().lower()})"
     return status or "Not created yet"

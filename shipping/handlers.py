@@ -13,6 +13,11 @@ def on_order_placed(event: Event) -> None:
     )
 
 
+@subscriber("order.cancelled")
+def on_order_cancelled(event: Event) -> None:
+    services.shipment_cancel(order_id=event.aggregate_id, reason=event.data.get("reason", ""))
+
+
 @subscriber("payment.succeeded", name=SHIPMENT_CREATE_SUBSCRIBER, transactional=False)
 def on_payment_succeeded(event: Event) -> None:
     """No transaction open: record the intent (`creating`), call the partner, record the

@@ -10,6 +10,7 @@ class Shipment(models.Model):
         IN_TRANSIT = "in_transit"
         DELIVERED = "delivered"
         FAILED = "failed"
+        CANCELLED = "cancelled", "Cancelled (the order was cancelled before it shipped)"
 
     order_id = models.UUIDField(unique=True)
     order_number = models.CharField(max_length=16)

@@ -45,6 +45,22 @@ def shipment_request(*, order_id: str) -> Shipment:
     return shipment
 
 
+@transaction.atomic
+def shipment_cancel(*, order_id: str, reason: str = "") -> Shipment | None:
+    """The order was cancelled: a shipment still waiting for the payment (`pending`) will never
+    be made, and says so (`cancelled`), instead of reading "pending" forever; a later
+    payment.succeeded finds it not `pending` and creates nothing. One already being created or
+    made is left as it is (the partner has it)."""
+    shipment = Shipment.objects.select_for_update().filter(order_id=order_id).first()
+    if shipment is None or shipment.status != Shipment.Status.PENDING:
+        return shipment
+    shipment.status = Shipment.Status.CANCELLED
+    shipment.failure_reason = (reason or "order cancelled")[:500]
+    shipment.save(update_fields=["status", "failure_reason", "updated_at"])
+    logger.info("order %s: shipment cancelled before it was made", order_id)
+    return shipment
+
+
 def shipment_create_at_partner(*, order_id: str, attempt: int = 1) -> Shipment:
     """Phases 2 and 3: create the shipment at the partner, then record the answer. Runs with no
     transaction open and no row locked (after `shipment_request` committed; on every delivery of

@@ -159,3 +159,30 @@ def test_polling_survives_one_broken_shipment(fast_partner):
     broken.refresh_from_db()
     assert good.status == Shipment.Status.DELIVERED
     assert broken.status == Shipment.Status.CREATED
+
+
+def test_a_cancelled_order_cancels_its_waiting_shipment_and_never_ships(fast_partner):
+    shipment = prepared()
+    cancelled = {
+        **payment_succeeded(shipment),
+        "type": "order.cancelled",
+        "data": {"order_id": str(shipment.order_id), "reason": "payment failed"},
+    }
+    assert deliver(subscriber_name="shipping.on_order_cancelled", envelope=cancelled)
+    shipment.refresh_from_db()
+    assert shipment.status == Shipment.Status.CANCELLED
+    assert shipment.failure_reason == "payment failed"
+    # A payment.succeeded arriving after all (out of order) creates nothing at the partner.
+    assert deliver(subscriber_name=SHIPMENT_CREATE_SUBSCRIBER, envelope=payment_succeeded(shipment))
+    shipment.refresh_from_db()
+    assert shipment.status == Shipment.Status.CANCELLED
+    assert fast_partner.shipments() == []
+    assert events("shipment.created") == []
+
+
+def test_cancelling_leaves_a_shipment_the_partner_has(fast_partner):
+    shipment = prepared()
+    deliver(subscriber_name=SHIPMENT_CREATE_SUBSCRIBER, envelope=payment_succeeded(shipment))
+    services.shipment_cancel(order_id=str(shipment.order_id), reason="late")
+    shipment.refresh_from_db()
+    assert shipment.status == Shipment.Status.CREATED
