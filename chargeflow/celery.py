@@ -3,6 +3,7 @@
 import os
 
 from celery import Celery
+from celery.signals import task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chargeflow.settings")
 
@@ -12,3 +13,23 @@ app.autodiscover_tasks()
 
 # Workers keep the SQS messages they hold invisible with short, renewed leases (see the module).
 app.steps["consumer"].add("chargeflow.sqs_heartbeat:VisibilityHeartbeat")
+
+# Every line a task writes names the task (chargeflow.logcontext); an event delivery adds the
+# order, event and subscriber on top (outbox.observe).
+_bound_tasks: dict[str, object] = {}
+
+
+@task_prerun.connect
+def _bind_task(task_id=None, task=None, **kwargs):
+    from chargeflow import logcontext
+
+    _bound_tasks[task_id] = logcontext.enter(task=getattr(task, "name", None))
+
+
+@task_postrun.connect
+def _unbind_task(task_id=None, **kwargs):
+    from chargeflow import logcontext
+
+    token = _bound_tasks.pop(task_id, None)
+    if token is not None:
+        logcontext.leave(token)

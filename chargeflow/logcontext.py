@@ -16,7 +16,15 @@ from typing import Any
 from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
 
 # The fields every line carries when known (None otherwise).
-FIELDS = ("order_id", "event_id", "event_type", "correlation_id", "subscriber", "request_id")
+FIELDS = (
+    "order_id",
+    "event_id",
+    "event_type",
+    "correlation_id",
+    "subscriber",
+    "request_id",
+    "task",
+)
 
 _context: ContextVar[dict[str, str]] = ContextVar("log_context", default={})  # noqa: B039
 
@@ -35,6 +43,20 @@ def bound(**values: Any):
         yield
     finally:
         _context.reset(token)
+
+
+def enter(**values: Any):
+    """`bound` in two calls (for signal pairs such as Celery's task_prerun/task_postrun)."""
+    return _context.set(
+        {**_context.get(), **{k: str(v) for k, v in values.items() if v not in (None, "")}}
+    )
+
+
+def leave(token) -> None:
+    try:
+        _context.reset(token)
+    except ValueError:  # set in another context (should not happen): start clean instead
+        _context.set({})
 
 
 def bind(**values: Any) -> None:

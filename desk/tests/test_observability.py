@@ -194,3 +194,17 @@ def test_the_plain_format_is_readable_and_keeps_the_fields():
         setattr(record, field, None)
     line = KeyValueFormatter().format(record)
     assert line.endswith("charged [order_id=o-1 subscriber=billing.on_invoice_issued]")
+
+
+def test_a_task_names_itself_on_every_line(json_lines):
+    from chargeflow.celery import app
+
+    @app.task(name="tests.log_probe")
+    def probe():
+        logging.getLogger("probe").info("inside the task")
+
+    probe.apply()
+    logging.getLogger("probe").info("after the task")
+    lines = {line["message"]: line for line in json_lines()}
+    assert lines["inside the task"]["task"] == "tests.log_probe"
+    assert lines["after the task"]["task"] is None
