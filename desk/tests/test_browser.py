@@ -111,6 +111,15 @@ def test_the_dashboard_and_a_stuck_order_in_a_browser(desk, catalog, pipeline, s
     page.wait_for_selector("#order-status")
     assert stuck.number in page.inner_text(".summary")
 
+    # The admin lists an operator scans: live failures stand out, order numbers, not UUIDs.
+    page.goto(f"{page.base}/admin/outbox/faileddelivery/")
+    page.shot("failed-deliveries")
+    assert "Live" in page.inner_text("#result_list")
+    assert stuck.number in page.inner_text("#result_list")
+    page.goto(f"{page.base}/admin/outbox/outboxevent/?q={stuck.number}")
+    page.shot("outbox-events-by-order-number")
+    assert stuck.number in page.inner_text("#result_list")
+
 
 def test_the_dead_letter_viewer_in_a_browser(desk, catalog, pipeline, sqs):
     page = desk
