@@ -667,6 +667,7 @@ def _attempt_sent(*, attempt_id: int, message_id: str) -> EmailLog:
                 "recipient": log.recipient,
                 "attempt": attempt.number,
                 "resend": attempt.forced,
+                "requested_by": attempt.requested_by,
             },
         )
     metrics.EMAIL_SENDS.labels(log.kind, "sent").inc()

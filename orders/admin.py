@@ -14,7 +14,7 @@ from orders.models import (
     TaxRate,
     TimelineEntry,
 )
-from orders.services import order_retry_stuck
+from orders.services import order_retry_stuck, order_unflag_stuck
 
 
 @admin.register(Product)
@@ -157,7 +157,7 @@ class OrderAdmin(admin.ModelAdmin):
     def retry_stuck_step(self, request, queryset):
         redelivered = rearmed = republished = nothing = 0
         for order in queryset.order_by("pk"):
-            result = order_retry_stuck(order_id=order.pk)
+            result = order_retry_stuck(order_id=order.pk, by=request.user.get_username())
             redelivered += result.redelivered
             rearmed += result.rearmed
             republished += result.republished
@@ -178,5 +178,8 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.action(description="Clear the stuck flag (after fixing the cause)")
     def clear_stuck(self, request, queryset):
-        count = queryset.update(stuck_since=None, last_progress_at=timezone.now())
+        count = 0
+        for order in queryset.filter(stuck_since__isnull=False).order_by("pk"):
+            order_unflag_stuck(order_id=order.pk, by=request.user.get_username())
+            count += 1
         self.message_user(request, f"{count} order(s) unflagged.", messages.SUCCESS)

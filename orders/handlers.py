@@ -137,4 +137,5 @@ def on_email_sent(event: Event) -> None:
         order_id=event.aggregate_id,
         kind=event.data["kind"],
         resend=bool(event.data.get("resend")),
+        resent_by=event.data.get("requested_by", "") if event.data.get("resend") else "",
     )

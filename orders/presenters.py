@@ -186,7 +186,8 @@ def describe(entry: TimelineEntry, *, currency: str = "", customer: bool = True)
     if kind == TimelineEntry.Type.EMAIL_SENT:
         email = str(d.get("kind", ""))
         label = EMAIL_LABELS.get(email, email.replace("_", " "))
-        return ("Email sent again: " if d.get("resend") else "Email sent: ") + label
+        text = ("Email sent again: " if d.get("resend") else "Email sent: ") + label
+        return f"{text} (asked by {d['resent_by']})" if d.get("resent_by") else text
     if kind == TimelineEntry.Type.INVOICE_ISSUED:
         return (
             f"Invoice {d.get('number', '')} issued (total {_money(d.get('total', ''), currency)})"

@@ -572,13 +572,16 @@ def order_record_authorization_released(*, order_id, amount: str, currency: str)
 
 
 @transaction.atomic
-def order_record_email(*, order_id, kind: str, resend: bool = False) -> None:
+def order_record_email(*, order_id, kind: str, resend: bool = False, resent_by: str = "") -> None:
     """An email went to the customer: a timeline row (`email_sent`); an operator's resend is
-    marked as one (`resend: true`), not told as a second email of its kind."""
+    marked as one (`resend: true`, and who asked: `resent_by`), not told as a second email of
+    its kind."""
     order = _lock(order_id)
     detail: dict[str, Any] = {"kind": kind}
     if resend:
         detail["resend"] = True
+    if resent_by:
+        detail["resent_by"] = resent_by
     _timeline(order, TimelineEntry.Type.EMAIL_SENT, detail)
 
 
@@ -732,3 +735,15 @@ def order_link_request(*, order_id) -> None:
             "order_url": order_link(order),
         },
     )
+
+
+def order_unflag_stuck(*, order_id, by: str) -> bool:
+    """An operator fixed the cause and clears the stuck flag; the timeline says who."""
+    order = _lock(order_id)
+    if order.stuck_since is None:
+        return False
+    order.stuck_since = None
+    order.last_progress_at = timezone.now()
+    order.save(update_fields=["stuck_since", "last_progress_at", "updated_at"])
+    _timeline(order, TimelineEntry.Type.NOTE, {"message": "Stuck flag cleared.", "by": by})
+    return True
