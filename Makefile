@@ -25,7 +25,8 @@ setup: install
 	$(PY) manage.py seed_catalog
 
 run: setup
-	$(BIN)/honcho start -f Procfile
+	rm -rf var/prometheus && mkdir -p var/prometheus
+	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/var/prometheus $(BIN)/honcho start -f Procfile
 
 test: install
 	eval "$$($(PY) scripts/services_env.py)"; $(PY) -m pytest $(PYTEST_ARGS)

@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_postrun, task_prerun, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chargeflow.settings")
 
@@ -33,3 +33,15 @@ def _unbind_task(task_id=None, **kwargs):
     token = _bound_tasks.pop(task_id, None)
     if token is not None:
         logcontext.leave(token)
+
+
+@worker_init.connect
+def _serve_metrics(**kwargs):
+    """METRICS_PORT set: the worker exposes its handler metrics there (prefork children need
+    PROMETHEUS_MULTIPROC_DIR, shared with the worker, to be counted)."""
+    from django.conf import settings
+
+    if settings.METRICS_PORT:
+        from chargeflow.metrics import serve
+
+        serve(settings.METRICS_PORT)

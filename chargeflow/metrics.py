@@ -12,7 +12,12 @@ values there and /metrics adds them up (MultiProcessCollector)."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+import logging
+import os
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+
+logger = logging.getLogger(__name__)
 
 HANDLER_SECONDS = Histogram(
     "chargeflow_handler_duration_seconds",
@@ -43,3 +48,24 @@ EMAIL_SENDS = Counter(
     "Email send attempts by kind and result (sent, failed).",
     ["kind", "result"],
 )
+
+
+def process_registry() -> CollectorRegistry:
+    """The counters above: this host's processes added up (PROMETHEUS_MULTIPROC_DIR set), or this
+    process's own."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return registry
+    return REGISTRY
+
+
+def serve(port: int, addr: str = "0.0.0.0") -> None:  # noqa: S104 (a scrape port, by choice)
+    """Expose the process metrics on `port` (METRICS_PORT): for the Celery worker and the relay,
+    which have no web server of their own (docs/operations.md "Metrics")."""
+    from prometheus_client import start_http_server
+
+    start_http_server(port, addr=addr, registry=process_registry())
+    logger.info("process metrics on %s:%s/metrics", addr, port)

@@ -587,6 +587,9 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery workers, the relay) set PROMETHEUS_MULTIPROC_DIR to a directory they share, emptied at
 # deploy: each process writes its counters there and /metrics adds them up.
 METRICS_DLQ_CACHE_SECONDS = env_int("METRICS_DLQ_CACHE_SECONDS", 15)
+# The Celery worker and the relay have no web server: with METRICS_PORT set they serve their own
+# counters (handler durations and failures, relay publishes) on it for Prometheus to scrape.
+METRICS_PORT = env_int("METRICS_PORT", 0)
 # Who may read /ready/'s details and /metrics besides staff: these client addresses.
 OPS_TRUSTED_IPS = env_list("OPS_TRUSTED_IPS", "127.0.0.1,::1")
 # Or a scraper sending `Authorization: Bearer <METRICS_TOKEN>` (Prometheus `authorization:`).

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 
 from django.conf import settings
 from django.http import HttpResponse
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 import outbox
 from chargeflow.health import may_see_details
+from chargeflow.metrics import process_registry
 from desk.dashboard import dead_letter_depths
 from notifications import selectors as notifications
 from orders import selectors as orders
@@ -91,23 +91,18 @@ class ShopCollector:
 
 
 def registry() -> CollectorRegistry:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
-        found = CollectorRegistry()
-        multiprocess.MultiProcessCollector(found)
-    else:
-        found = CollectorRegistry()
-        found.register(_ProcessMetrics())
+    found = CollectorRegistry()
+    found.register(_ProcessMetrics())
     found.register(ShopCollector())
     return found
 
 
 class _ProcessMetrics:
-    """This process's own counters (single-process mode: tests, `runserver`)."""
+    """The processes' own counters: this host's, added up, with PROMETHEUS_MULTIPROC_DIR;
+    this process's otherwise (tests, `runserver`)."""
 
     def collect(self):
-        yield from REGISTRY.collect()
+        yield from process_registry().collect()
 
 
 def _allowed(request) -> bool:

@@ -208,3 +208,56 @@ def test_a_task_names_itself_on_every_line(json_lines):
     lines = {line["message"]: line for line in json_lines()}
     assert lines["inside the task"]["task"] == "tests.log_probe"
     assert lines["after the task"]["task"] is None
+
+
+# --- Several processes ------------------------------------------------------------------------
+
+COUNT = """
+import django
+django.setup()
+from chargeflow import metrics
+metrics.HANDLER_FAILURES.labels("tests.sub").inc()
+metrics.HANDLER_SECONDS.labels("tests.sub").observe(0.2)
+metrics.RELAY_PUBLISHED.inc(3)
+"""
+
+SERVE = """
+import sys, time
+import django
+django.setup()
+from chargeflow.metrics import serve
+serve(int(sys.argv[1]), addr="127.0.0.1")
+print("serving", flush=True)
+time.sleep(60)
+"""
+
+
+def test_counters_of_several_processes_add_up(tmp_path):
+    """PROMETHEUS_MULTIPROC_DIR: two processes count, a third (the worker's or relay's
+    METRICS_PORT server, or /metrics in gunicorn) shows the sum."""
+    import subprocess
+    import sys
+
+    import requests
+
+    from conftest import _child_env, free_port, wait_until
+
+    env = _child_env({"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", COUNT], env=env, check=True, timeout=60)
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVE, str(port)], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout.readline().strip() == "serving"
+        text = wait_until(
+            lambda: requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text,
+            timeout=10,
+        )
+    finally:
+        server.kill()
+        server.wait(10)
+    assert 'chargeflow_handler_failures_total{subscriber="tests.sub"} 2.0' in text
+    assert 'chargeflow_handler_duration_seconds_count{subscriber="tests.sub"} 2.0' in text
+    assert "chargeflow_relay_published_total 6.0" in text

@@ -23,6 +23,10 @@ class Command(BaseCommand):
         if once:
             self.stdout.write(f"published {relay.run_once()} event(s)")
             return
+        if settings.METRICS_PORT:
+            from chargeflow.metrics import serve
+
+            serve(settings.METRICS_PORT)  # the relay's publish counters
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
