@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -125,13 +125,22 @@ class OrderFile:
 
     def technical(self) -> list[tuple[str, list[tuple[str, Any]]]]:
         sections = [
-            ("Order", [(name, getattr(self.order, name)) for name in TECHNICAL_ORDER_FIELDS]),
+            (
+                "Order",
+                [
+                    (name, _shown(name, getattr(self.order, name)))
+                    for name in TECHNICAL_ORDER_FIELDS
+                ],
+            ),
         ]
         if self.payment is not None:
             sections.append(
                 (
                     "Payment",
-                    [(f.name, getattr(self.payment, f.attname)) for f in self.payment._meta.fields],
+                    [
+                        (f.name, _shown(f.name, getattr(self.payment, f.attname)))
+                        for f in self.payment._meta.fields
+                    ],
                 )
             )
         if self.shipment is not None:
@@ -139,12 +148,27 @@ class OrderFile:
                 (
                     "Shipment",
                     [
-                        (f.name, getattr(self.shipment, f.attname))
+                        (f.name, _shown(f.name, getattr(self.shipment, f.attname)))
                         for f in self.shipment._meta.fields
                     ],
                 )
             )
         return sections
+
+
+SECRET_FIELDS = frozenset({"payment_client_secret"})
+
+
+def _shown(name: str, value: Any) -> Any:
+    """A raw field as the technical section shows it: timestamps to the second (local time),
+    secrets as "set", links without their query (a guest link's token)."""
+    if name in SECRET_FIELDS:
+        return "(set)" if value else None
+    if isinstance(value, datetime):
+        return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S")
+    if name.endswith("_url") and isinstance(value, str) and "?" in value:
+        return value.split("?", 1)[0] + "?…"
+    return value
 
 
 def load(order_id) -> OrderFile | None:

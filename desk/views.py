@@ -81,26 +81,34 @@ def order_refund(request, order_id):
         return _order_page(request, file, refund_form=form, status=400)
     data = form.cleaned_data
     who = _who(request)
+    source = f"admin:{data['token']}"
+    asked = data["amount"] if data["amount"] is not None else file.refundable
+    first_time = not any(r.source == source for r in file.refunds)
+    if first_time:
+        # Written before Stripe is called, so the timeline reads: asked, then refunded.
+        orders.order_note_add(
+            order_id=file.order.id,
+            message=f"Refund of {asked} {file.currency} asked from the desk: {data['reason']}",
+            by=who,
+        )
     try:
         refund, created = billing.refund_create(
             order_id=str(file.order.id),
-            source=f"admin:{data['token']}",
+            source=source,
             reason=f"{data['reason']} (by {who})",
             amount=data["amount"],
         )
     except ApplicationError as exc:
+        if first_time:
+            orders.order_note_add(
+                order_id=file.order.id, message=f"Refund refused: {exc.message}", by=who
+            )
         form.add_error(None, exc.message)
         return _order_page(request, _load(order_id), refund_form=form, status=400)
     amount = f"{refund.amount_minor / 100:.2f} {file.currency}"
     if not created:
         messages.info(request, f"This refund was already made ({amount}, {refund.status}).")
         return _back(order_id, "#money")
-    orders.order_note_add(
-        order_id=file.order.id,
-        message=f"Refund of {amount} asked from the desk: {data['reason']}",
-        by=who,
-        refund_status=refund.status,
-    )
     messages.success(request, f"Refunded {amount} ({refund.status}).")
     if data["restock"] and data["quantities"]:
         try:

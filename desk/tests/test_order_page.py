@@ -114,6 +114,9 @@ def test_refund_errors_stay_on_the_order_page(staff_client, catalog, pipeline):
     page = too_much.content.decode()
     assert 'id="refund-errors"' in page and "exceeds what is left to refund" in page
     assert order.number in page
+    # The attempt is on the timeline: asked, refused, by whom.
+    notes = [e.detail for e in order.timeline.filter(type="note")]
+    assert any(n["message"].startswith("Refund refused: ") and n["by"] == "olga" for n in notes)
 
     restock_without_lines = staff_client.post(
         url, {**refund_form(staff_client, order), "reason": "x", "restock": "on"}
@@ -162,8 +165,12 @@ def test_refund_of_a_line_with_restock_goes_through_billing(staff_client, catalo
     pipeline.drain()
     page = page_of(staff_client, order).content.decode()
     assert "Put back in stock: 1 × MOUSE-01 (by olga)" in page
-    assert "asked from the desk: Arrived broken (by olga)" in page
-    assert "Refunded" in page
+    timeline = page.split('id="timeline"')[1]
+    asked = timeline.index("asked from the desk: Arrived broken (by olga)")
+    assert asked < timeline.index(f"Refunded {expected}")  # asked, then done
+    # The technical section shows no secret: no client secret, no guest link token.
+    technical = page.split('id="technical"')[1]
+    assert "token=" not in technical and "_secret_" not in technical
     order.refresh_from_db()
     assert order.refunded_amount == Decimal(payment.refunded_minor) / 100
 
