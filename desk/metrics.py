@@ -48,6 +48,15 @@ class ShopCollector:
         )
         placed.add_metric([], sum(by_status.values()))
         yield placed
+        gauge = GaugeMetricFamily(
+            "chargeflow_checkouts",
+            "Checkouts in each status (holding: stock held while the card is authorized; placed; "
+            "expired, releasing, released: abandoned).",
+            labels=["status"],
+        )
+        for status, count in orders.checkout_counts_by_status().items():
+            gauge.add_metric([status], count)
+        yield gauge
         backlog = outbox.backlog()
         gauge = GaugeMetricFamily(
             "chargeflow_outbox_backlog", "Outbox events not published yet.", labels=["status"]

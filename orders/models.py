@@ -256,6 +256,7 @@ class TimelineEntry(models.Model):
         REFUND = "refund", "Refund"
         CREDIT_NOTE_ISSUED = "credit_note_issued", "Credit note issued"
         NOTE = "note", "Note"
+        RESTOCK = "restock", "Put back in stock"  # an operator's restock (orders.services)
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="timeline")
     type = models.CharField(max_length=32, choices=Type.choices)

@@ -214,7 +214,7 @@ def describe(entry: TimelineEntry, *, currency: str = "", customer: bool = True)
         return f"Refunded {_money(d.get('amount', ''), currency)}"
     if kind == TimelineEntry.Type.CREDIT_NOTE_ISSUED:
         return f"Credit note {d.get('number', '')} issued ({_money(d.get('amount', ''), currency)})"
-    if kind == "restock":
+    if kind == TimelineEntry.Type.RESTOCK:
         skus = ", ".join(f"{units} × {sku}" for sku, units in (d.get("skus") or {}).items())
         text = f"Put back in stock: {skus}"
         return f"{text} (by {d['by']})" if d.get("by") else text

@@ -229,3 +229,13 @@ def orders_by_ids(*, order_ids) -> QuerySet[Order]:
 def order_for_lookup(*, email: str, number: str) -> Order | None:
     """The order with this number placed with this email address (case-insensitive), or None."""
     return Order.objects.filter(number=number.upper(), email__iexact=email.strip()).first()
+
+
+def checkout_counts_by_status() -> dict[str, int]:
+    """Checkouts (stock held while a card is authorized) in each status."""
+    from django.db.models import Count
+
+    rows = Checkout.objects.values("status").annotate(n=Count("pk")).order_by()
+    found = {value: 0 for value, _label in Checkout.Status.choices}
+    found.update({row["status"]: row["n"] for row in rows})
+    return found

@@ -651,7 +651,7 @@ def order_retry_stuck(*, order_id, by: str = "") -> RetryResult:
 
 # --- Operator actions (the desk) -------------------------------------------------------------
 
-RESTOCK = "restock"
+RESTOCK = TimelineEntry.Type.RESTOCK
 
 
 class RestockError(ApplicationError):

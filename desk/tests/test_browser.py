@@ -15,7 +15,6 @@ from desk.tests.test_dead_letters import dead_letter
 from orders.models import Order
 from outbox.models import FailedDelivery, OutboxEvent
 from outbox.registry import subscribers_for
-from outbox.relay import envelope_of
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls here are ordinary sync
 # test code (as in tests/test_storefront_browser.py).
@@ -128,7 +127,7 @@ def test_the_dead_letter_viewer_in_a_browser(desk, catalog, pipeline, sqs):
     row = OutboxEvent.objects.get(aggregate_id=str(order.pk), type="order.placed")
     for sub in subscribers_for("order.placed")[:2]:
         app = next(a for a, q in settings.QUEUE_NAMES.items() if q == sub.queue)
-        dead_letter(sqs, app, subscriber=sub.name, envelope=envelope_of(row))
+        dead_letter(sqs, app, subscriber=sub.name, envelope=row.as_event().to_envelope())
     page.goto(f"{page.base}/admin/desk/dead-letters/")
     page.wait_for_selector("#dead-letter-table")
     page.shot("dead-letters")

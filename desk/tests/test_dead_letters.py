@@ -16,7 +16,6 @@ from outbox.delivery import deliver
 from outbox.dlq import _decode
 from outbox.models import OutboxEvent
 from outbox.registry import subscribers_for
-from outbox.relay import envelope_of
 
 pytestmark = pytest.mark.django_db
 
@@ -67,7 +66,7 @@ def poisoned(sqs, catalog, stripe_server):
     sub = next(
         s for s in subscribers_for("order.placed") if s.queue == settings.QUEUE_NAMES["billing"]
     )
-    envelope = envelope_of(row)
+    envelope = row.as_event().to_envelope()
     dead_letter(sqs, "billing", subscriber=sub.name, envelope=envelope, copies=2)
     yield created, sub
     sqs.purge()

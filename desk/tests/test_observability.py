@@ -49,6 +49,7 @@ def test_metrics_count_orders_handlers_and_emails(catalog, pipeline, sqs):
     assert 'chargeflow_orders{status="shipped"} 1.0' in text
     assert 'chargeflow_orders{status="cancelled"} 1.0' in text
     assert "chargeflow_orders_placed_total 2.0" in text
+    assert re.search(r'chargeflow_checkouts\{status="holding"\} \d', text)
     assert 'chargeflow_outbox_backlog{status="pending"} 0.0' in text
     assert "chargeflow_outbox_oldest_unpublished_age_seconds 0.0" in text
     assert re.search(

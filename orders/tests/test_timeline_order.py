@@ -12,7 +12,6 @@ from orders.presenters import describe
 from outbox.delivery import deliver
 from outbox.models import OutboxEvent
 from outbox.registry import subscribers_for
-from outbox.relay import envelope_of
 
 pytestmark = pytest.mark.django_db
 
@@ -28,9 +27,9 @@ def drain_holding_back(held: set[tuple[str, str]]) -> None:
         for row in rows:
             for sub in subscribers_for(row.type):
                 if (sub.name, row.type) in held:
-                    late.append((sub.name, envelope_of(row)))
+                    late.append((sub.name, row.as_event().to_envelope()))
                 else:
-                    deliver(subscriber_name=sub.name, envelope=envelope_of(row))
+                    deliver(subscriber_name=sub.name, envelope=row.as_event().to_envelope())
             row.status, row.published_at = "published", timezone.now()
             row.save(update_fields=["status", "published_at"])
     for name, envelope in late:
