@@ -46,10 +46,8 @@ def event_publish(
         correlation_id=cause.correlation_id if cause else uuid.uuid4(),
         data=payload,
     )
-    if connection.vendor == "postgresql":
-        # Delivered at commit (and only then), collapsed per transaction: wakes the relays.
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_notify(%s, '')", [NOTIFY_CHANNEL])
+    # On PostgreSQL the insert NOTIFYs NOTIFY_CHANNEL by itself (a trigger, migration 0002):
+    # delivered at commit only, collapsed per transaction, it wakes the relays.
     return row
 
 

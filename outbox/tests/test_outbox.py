@@ -247,3 +247,25 @@ def test_a_non_transactional_subscriber_runs_outside_any_transaction_and_claims_
     assert deliver(subscriber_name="orders.test_phased_recorder", envelope=envelope) is False
     assert [in_atomic for _, in_atomic in PHASED_CALLS] == [False, False]
     assert FailedDelivery.objects.get(subscriber="orders.test_phased_recorder").resolved_at
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_committed_publish_wakes_a_listening_relay_and_a_rolled_back_one_does_not():
+    """The NOTIFY comes from a trigger on the outbox table (no round trip in publish(), issue
+    11), and PostgreSQL delivers it at commit only."""
+    from outbox.relay import Listener
+
+    listener = Listener()
+    try:
+        with pytest.raises(RuntimeError), transaction.atomic():
+            publish("test.thing_happened", "a-rolled-back", {})
+            raise RuntimeError("rolled back")
+        assert list(listener.conn.notifies(timeout=0.5, stop_after=1)) == []
+        with transaction.atomic():
+            publish("test.thing_happened", "a-1", {})
+            publish("test.thing_happened", "a-2", {})
+        woken = list(listener.conn.notifies(timeout=5, stop_after=1))
+        assert [n.channel for n in woken] == ["chargeflow_outbox"]
+    finally:
+        listener.close()
