@@ -135,7 +135,8 @@ class Processes:
         for name in names:
             proc = self.procs.get(name)
             if proc and proc.poll() is None:
-                self.dead_cpu[name] = self.dead_cpu.get(name, 0.0) + self.cpu().get(name, 0.0)
+                live = session_usage().get(proc.pid, (0.0, 0))[0]
+                self.dead_cpu[name] = self.dead_cpu.get(name, 0.0) + live
                 os.killpg(proc.pid, signal.SIGTERM)
         for name in names:
             proc = self.procs.pop(name, None)
@@ -928,16 +929,20 @@ def plot(r: dict, path: Path) -> None:
     ts = [(s["t"] - t0) for s in samples]
     fig, axes = plt.subplots(3, 1, figsize=(10, 10), sharex=True)
     shipped = [s["shipped"] for s in samples]
-    rate = [0] + [
-        (shipped[i] - shipped[i - 1]) * 60 / max(1e-6, ts[i] - ts[i - 1]) for i in range(1, len(ts))
+    window = 10  # samples: orders shipped per minute over the last ~10 s
+    rate = [
+        (shipped[i] - shipped[max(0, i - window)]) * 60 / max(1e-6, ts[i] - ts[max(0, i - window)])
+        for i in range(len(ts))
     ]
     axes[0].plot(ts, rate)
     axes[0].set_ylabel("orders shipped / min")
     names = sorted({k for s in samples for k in s["cpu"]})
     for name in names:
         cpu = [s["cpu"].get(name, 0) for s in samples]
+        ceiling = 100 * (os.cpu_count() or 1)  # a process stopping mid-sample: clipped
         util = [0] + [
-            (cpu[i] - cpu[i - 1]) * 100 / max(1e-6, ts[i] - ts[i - 1]) for i in range(1, len(ts))
+            min(ceiling, max(0, (cpu[i] - cpu[i - 1]) * 100 / max(1e-6, ts[i] - ts[i - 1])))
+            for i in range(1, len(ts))
         ]
         axes[1].plot(ts, util, label=name)
         axes[2].plot(ts, [s["rss"].get(name, 0) / 2**20 for s in samples], label=name)
