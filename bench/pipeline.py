@@ -33,7 +33,6 @@ import random
 import secrets
 import shlex
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,7 +44,7 @@ from pathlib import Path
 
 import psycopg
 import redis
-import requests
+from stack import free_port, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -54,23 +53,6 @@ RESULTS = ROOT / "bench" / "results"
 OLD_COMMIT = "8912b0a"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.RequestException:
-            time.sleep(0.2)
-    raise SystemExit(f"{url} did not answer in {timeout}s")
 
 
 def pct(values: list[float], p: float) -> float | None:
@@ -575,8 +557,8 @@ def main() -> None:
             "WARNING",
         ]
         procs.start("worker", worker_cmd, env=env, cwd=ROOT)
-        wait_http(f"{env['STRIPE_API_BASE']}/v1/customers")
-        wait_http(f"{env['SITE_URL']}/health/")
+        wait_http(f"{env['STRIPE_API_BASE']}/v1/customers", timeout=90)
+        wait_http(f"{env['SITE_URL']}/health/", timeout=90)
 
         conn = psycopg.connect(env["DATABASE_URL"], autocommit=True)
         monitor = Monitor(procs, env["DATABASE_URL"], (db, old_db))
@@ -687,7 +669,7 @@ def main() -> None:
                 env=env,
                 cwd=ROOT,
             )
-            wait_http(f"http://127.0.0.1:{ports['bare']}/")
+            wait_http(f"http://127.0.0.1:{ports['bare']}/", timeout=90)
             with psycopg.connect(env["DATABASE_URL"], autocommit=True) as c:
                 c.execute(
                     "CREATE TABLE IF NOT EXISTS bench_bare (id bigserial PRIMARY KEY, "
@@ -706,7 +688,7 @@ def main() -> None:
                 procs.start(
                     "old_relay", [PY, "manage.py", "outbox_relay"], env=old_env, cwd=old_root
                 )
-                wait_http(f"http://127.0.0.1:{ports['old_web']}/health/")
+                wait_http(f"http://127.0.0.1:{ports['old_web']}/health/", timeout=90)
                 targets["old"] = ports["old_web"]
             hot = lambda: order_body(["LAPTOP-14"])  # noqa: E731
             spread = lambda: order_body([random.choice(skus)])  # noqa: E731
