@@ -1,10 +1,10 @@
 """Pipeline benchmark (`make bench`): the targets of issue 11, each as a ratio measured side by side
 in ONE run on this machine (PostgreSQL, the Redis broker; moto's SQS is too slow, DESIGN.md §5).
 
-Starts everything itself on free loopback ports, in its own databases (`chargeflow_bench`,
-`chargeflow_bench_old`) and one Redis database (BENCH_REDIS_DB, default 13): localstripe, the
-partner simulator, the SMTP sink, gunicorn as in the Procfile (DEBUG off), one relay, one Celery
-worker. Then, in this order:
+Starts everything itself on free loopback ports, in its own databases (BENCH_DB, default
+`chargeflow_bench`, and `<BENCH_DB>_old`) and one Redis database (BENCH_REDIS_DB, default 13):
+localstripe, the partner simulator, the SMTP sink, gunicorn as in the Procfile (DEBUG off), one
+relay, one Celery worker. Then, in this order:
 
 1. pipeline: orders through the API in batches, each batch waited for until every order is
    shipped and every email sent; CPU of each process (from /proc, whole process trees) per batch:
@@ -451,7 +451,9 @@ def main() -> None:
     with_old = not args.no_old and (old_root / "manage.py").exists() and "checkout" not in skip
 
     pg = os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432")
-    db, old_db = "chargeflow_bench", "chargeflow_bench_old"
+    # BENCH_DB: another name lets two benches run at once (each its own BENCH_REDIS_DB too).
+    db = os.environ.get("BENCH_DB", "chargeflow_bench")
+    old_db = f"{db}_old"
     workdir = Path(tempfile.mkdtemp(prefix="chargeflow-bench-"))
     ports = {n: free_port() for n in ("web", "stripe", "partner", "smtp", "old_web", "bare")}
     env = base_env(args, pg, db, ports, workdir, "bench-")

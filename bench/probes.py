@@ -43,14 +43,11 @@ def pct(values, p):
 def pdf(n: int) -> dict:
     from invoicing.models import Invoice
     from invoicing.pdf import render_pdf
-    from invoicing.totals import rate_percent
+    from invoicing.services import document_context
 
+    # The same template and context as invoicing.services.invoice_render.
     invoice = Invoice.objects.order_by("-pk").first()
-    context = {
-        "invoice": invoice,
-        "lines": list(invoice.lines.all()),
-        "tax_percent": rate_percent(invoice.tax_rate),
-    }
+    context = document_context(invoice)
     render_pdf("invoicing/invoice_pdf.html", context)  # warm-up: imports, template loading
     cpu = []
     for _ in range(n):
