@@ -116,18 +116,34 @@ def price_quote(
     `cached`: the country's tax rule and shipping rule from this process's cache (the API's
     checkout; `price_rules_cached`)."""
     country = country.upper()
-    if cached:
-        tax, shipping = price_rules_cached(country=country)
-    else:
-        tax, shipping = tax_rule_for(country=country), shipping_rule_for(country=country)
-    return calculate_quote(
-        lines=lines,
-        country=country,
-        currency=currency or settings.SHOP_CURRENCY,
-        tax=tax,
-        shipping=shipping,
-        prices_include_tax=settings.PRICES_INCLUDE_TAX,
-    )
+    currency = currency or settings.SHOP_CURRENCY
+    if not cached:
+        return calculate_quote(
+            lines=lines,
+            country=country,
+            currency=currency,
+            tax=tax_rule_for(country=country),
+            shipping=shipping_rule_for(country=country),
+            prices_include_tax=settings.PRICES_INCLUDE_TAX,
+        )
+    tax, shipping = price_rules_cached(country=country)
+    # A Quote is a pure function of these (frozen values): the same cart priced again is a
+    # lookup (the popular product's checkout, issue 11).
+    key = (tuple(lines), country, currency, tax, shipping, settings.PRICES_INCLUDE_TAX)
+    quote = _quotes.get(key)
+    if quote is None:
+        quote = calculate_quote(
+            lines=key[0],
+            country=country,
+            currency=currency,
+            tax=tax,
+            shipping=shipping,
+            prices_include_tax=key[5],
+        )
+        if len(_quotes) >= QUOTES_CACHED_MAX:
+            _quotes.clear()
+        _quotes[key] = quote
+    return quote
 
 
 # --- Per-process caches of the API checkout (issue 11) ----------------------------------------
@@ -141,9 +157,14 @@ PRODUCTS_CACHED_MAX = 5000
 _price_rules: dict[str, tuple[float, TaxRule, ShippingRule]] = {}
 
 
+_quotes: dict[tuple, Quote] = {}
+QUOTES_CACHED_MAX = 2000
+
+
 def checkout_caches_clear() -> None:
     _products.clear()
     _price_rules.clear()
+    _quotes.clear()
 
 
 def price_rules_cached(*, country: str) -> tuple[TaxRule, ShippingRule]:
