@@ -320,11 +320,26 @@ def order_body(skus: list[str]) -> dict:
     }
 
 
-def load(port: int, path: str, bodies, *, clients: int, seconds: float = 0, count: int = 0):
+# Every request of the run: (wall time it started, latency s, what was measured, ok); the plot's
+# latency percentiles over time come from it.
+TRACE: list[tuple[float, float, str, bool]] = []
+
+
+def load(
+    port: int,
+    path: str,
+    bodies,
+    *,
+    clients: int,
+    seconds: float = 0,
+    count: int = 0,
+    label: str = "",
+):
     """Closed loop: `clients` threads, each one keep-alive connection, posting bodies() until
     `seconds` have passed or `count` requests were made. Returns [(start, latency s, status)]."""
     results, lock = [], threading.Lock()
     started = time.monotonic()
+    wall = time.time() - started
     issued = iter(range(count)) if count else None
 
     def client():
@@ -355,8 +370,11 @@ def load(port: int, path: str, bodies, *, clients: int, seconds: float = 0, coun
                 conn.close()
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
                 status = 0
+            latency = time.monotonic() - t0
             with lock:
-                results.append((t0 - started, time.monotonic() - t0, status))
+                results.append((t0 - started, latency, status))
+                if label:
+                    TRACE.append((wall + t0, latency, label, 200 <= status < 300))
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
     for t in threads:
@@ -377,6 +395,21 @@ def summarise(results, seconds: float, warmup: float) -> dict:
         "rps": len(ok) / span,
         "p50_ms": (pct(ok, 50) or 0) * 1000,
         "p99_ms": (pct(ok, 99) or 0) * 1000,
+    }
+
+
+def latency_series(trace, window: float = 2.0) -> dict[str, list[tuple[float, float, float, int]]]:
+    """{label: [(window start, p50 ms, p99 ms, requests)]} of the successful requests."""
+    by_label: dict[str, dict[int, list[float]]] = {}
+    for at, latency, label, ok in trace:
+        if ok:
+            by_label.setdefault(label, {}).setdefault(int(at // window), []).append(latency)
+    return {
+        label: [
+            (slot * window, pct(lat, 50) * 1000, pct(lat, 99) * 1000, len(lat))
+            for slot, lat in sorted(slots.items())
+        ]
+        for label, slots in by_label.items()
     }
 
 
@@ -412,7 +445,16 @@ def settle(conn, rds, total: int, prefix: str, timeout: float) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few minutes: small batches")
-    parser.add_argument("--long", action="store_true", help="2,000 orders in 10 batches (ageing)")
+    parser.add_argument(
+        "--long",
+        action="store_true",
+        help="5,000 orders in 25 batches of 200: ageing (orders 1,801-2,000 vs 1-200) and RSS",
+    )
+    parser.add_argument(
+        "--curve",
+        default="",
+        help="comma list of worker pool sizes, e.g. 1,2,4: pipeline throughput for each",
+    )
     parser.add_argument("--batches", type=int, default=None)
     parser.add_argument("--batch", type=int, default=None, help="orders per batch")
     parser.add_argument("--clients", type=int, default=8, help="pipeline phase clients")
@@ -434,7 +476,7 @@ def main() -> None:
     parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379"))
     parser.add_argument("--redis-db", type=int, default=int(os.environ.get("BENCH_REDIS_DB", 13)))
     args = parser.parse_args()
-    batches = args.batches or (10 if args.long else 3 if args.quick else 5)
+    batches = args.batches or (25 if args.long else 3 if args.quick else 5)
     batch = args.batch or (200 if args.long else 40 if args.quick else 100)
     seconds = args.seconds or (8 if args.quick else 20)
     warmup = 2.0 if args.quick else 4.0
@@ -545,20 +587,23 @@ def main() -> None:
         ]
         procs.start("web", web_cmd, env=env, cwd=ROOT)
         procs.start("relay", [PY, "bench/benchapp.py", "relay"], env=env, cwd=ROOT)
-        worker_cmd = [
-            str(BIN / "celery"),
-            "-A",
-            "bench.benchapp",
-            "worker",
-            "--concurrency",
-            str(args.worker_concurrency),
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "--loglevel",
-            "WARNING",
-        ]
-        procs.start("worker", worker_cmd, env=env, cwd=ROOT)
+
+        def worker_cmd(concurrency: int) -> list[str]:
+            return [
+                str(BIN / "celery"),
+                "-A",
+                "bench.benchapp",
+                "worker",
+                "--concurrency",
+                str(concurrency),
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--loglevel",
+                "WARNING",
+            ]
+
+        procs.start("worker", worker_cmd(args.worker_concurrency), env=env, cwd=ROOT)
         wait_http(f"{env['STRIPE_API_BASE']}/v1/customers", timeout=90)
         wait_http(f"{env['SITE_URL']}/health/", timeout=90)
 
@@ -592,18 +637,10 @@ def main() -> None:
         # 1. the pipeline, batch by batch
         if "pipeline" not in skip:
             result["batches"] = []
-            total = 0
-            # a few orders first, not counted: imports, connections, first renders
-            load(
-                ports["web"],
-                "/api/v1/orders/",
-                lambda: order_body(["LAPTOP-14", "MOUSE-01"]),
-                clients=2,
-                count=4,
-            )
-            total += 4
-            settle(conn, rds, total, "bench-", 120)
-            for b in range(batches):
+            placed = [0]
+
+            def run_batch(n: int, label: str) -> dict:
+                """`n` orders through the API, waited for until all is done; CPU per order."""
                 before = monitor.sample()
                 t0 = time.time()
                 res = load(
@@ -611,34 +648,63 @@ def main() -> None:
                     "/api/v1/orders/",
                     lambda: order_body(["LAPTOP-14", "MOUSE-01"]),
                     clients=args.clients,
-                    count=batch,
+                    count=n,
+                    label="pipeline checkout",
                 )
-                total += batch
-                done = settle(conn, rds, total, "bench-", 600)
+                placed[0] += n
+                done = settle(conn, rds, placed[0], "bench-", 600)
                 after = monitor.sample()
                 wall = time.time() - t0
                 cpu = {k: after["cpu"].get(k, 0) - before["cpu"].get(k, 0) for k in after["cpu"]}
                 row = {
-                    "batch": b + 1,
-                    "orders": f"{total - batch - 3}-{total - 4}",
+                    "orders": f"{placed[0] - n - 3}-{placed[0] - 4}",
                     "completed": done,
                     "errors": sum(1 for r in res if not 200 <= r[2] < 300),
                     "wall_s": wall,
-                    "orders_per_s": batch / wall,
-                    "cpu_ms_per_order": {k: v * 1000 / batch for k, v in cpu.items()},
-                    "own_cpu_ms_per_order": sum(cpu.get(k, 0) for k in own) * 1000 / batch,
-                    "pg_cpu_ms_per_order": (after["pg_cpu"] - before["pg_cpu"]) * 1000 / batch,
+                    "orders_per_s": n / wall,
+                    "cpu_ms_per_order": {k: v * 1000 / n for k, v in cpu.items()},
+                    "own_cpu_ms_per_order": sum(cpu.get(k, 0) for k in own) * 1000 / n,
+                    "pg_cpu_ms_per_order": (after["pg_cpu"] - before["pg_cpu"]) * 1000 / n,
                     "checkout_p50_ms": pct([r[1] for r in res], 50) * 1000,
                     "rss_mib": {k: v / 2**20 for k, v in after["rss"].items()},
                 }
-                result["batches"].append(row)
                 print(
-                    f"batch {b + 1}/{batches}: {batch} orders in {wall:.1f} s, own CPU "
+                    f"{label}: {n} orders in {wall:.1f} s ({n / wall:.1f}/s), own CPU "
                     f"{row['own_cpu_ms_per_order']:.0f} ms/order "
                     f"({', '.join(f'{k} {v:.0f}' for k, v in row['cpu_ms_per_order'].items())})"
                     f"{'' if done else ' NOT SETTLED'}",
                     flush=True,
                 )
+                return row
+
+            def warm_up() -> None:
+                """A few orders, not counted: imports, connections, first renders."""
+                load(
+                    ports["web"],
+                    "/api/v1/orders/",
+                    lambda: order_body(["LAPTOP-14", "MOUSE-01"]),
+                    clients=2,
+                    count=4,
+                )
+                placed[0] += 4
+                settle(conn, rds, placed[0], "bench-", 120)
+
+            warm_up()
+            for b in range(batches):
+                row = run_batch(batch, f"batch {b + 1}/{batches}")
+                result["batches"].append({"batch": b + 1, **row})
+            # Throughput against worker processes (docs/performance.md, "Scaling out").
+            curve = [int(n) for n in args.curve.split(",") if n.strip()]
+            if curve:
+                result["curve"] = []
+                for n in curve:
+                    procs.stop("worker")
+                    procs.start("worker", worker_cmd(n), env=env, cwd=ROOT)
+                    warm_up()
+                    row = run_batch(batch, f"curve: {n} worker process(es)")
+                    result["curve"].append({"workers": n, **row})
+                procs.stop("worker")
+                procs.start("worker", worker_cmd(args.worker_concurrency), env=env, cwd=ROOT)
             result["emails_sent"] = conn.execute(
                 "SELECT count(*) FROM notifications_emaillog"
             ).fetchone()[0]
@@ -709,7 +775,12 @@ def main() -> None:
                     for name, port in targets.items():  # interleaved: same minute, same noise
                         before = procs.cpu()
                         res = load(
-                            port, "/api/v1/orders/", bodies, clients=clients, seconds=seconds
+                            port,
+                            "/api/v1/orders/",
+                            bodies,
+                            clients=clients,
+                            seconds=seconds,
+                            label=f"checkout {name} {mix} {clients}",
                         )
                         after = procs.cpu()
                         row = summarise(res, seconds, warmup)
@@ -742,6 +813,7 @@ def main() -> None:
     finally:
         procs.stop()
 
+    result["latency_series"] = latency_series(TRACE)
     result["targets"] = targets_of(result)
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
@@ -784,8 +856,13 @@ def targets_of(r: dict) -> list[dict]:
             "<= 2x",
             own / pdf <= 2,
         )
-        if len(batches) >= 2:
-            first, last = batches[0], batches[-1]
+        first = batches[0]
+        # The issue's comparison is orders 1,801-2,000 vs 1-200 (batch 10 of a --long run); the
+        # last batch vs the first is reported too (a --long run: orders 4,801-5,000).
+        later = [batches[-1]]
+        if len(batches) > 10 and first["orders"].startswith("1-200"):
+            later.insert(0, batches[9])
+        for last in later if len(batches) >= 2 else []:
             ratio = last["own_cpu_ms_per_order"] / first["own_cpu_ms_per_order"]
             add(
                 f"no ageing: own CPU/order, orders {last['orders']} vs {first['orders']}",
@@ -798,11 +875,21 @@ def targets_of(r: dict) -> list[dict]:
             s_last = last["cpu_ms_per_order"].get("stripe", 0)
             if s_first:
                 add(
-                    "no ageing: Stripe emulator CPU/order, last vs first batch",
+                    f"no ageing: Stripe emulator CPU/order, orders {last['orders']} vs "
+                    f"{first['orders']}",
                     f"{s_last:.1f} vs {s_first:.1f} ms",
                     s_last / s_first,
                     "<= 1.10x",
                     s_last / s_first <= 1.10,
+                )
+            p_first, p_last = first["pg_cpu_ms_per_order"], last["pg_cpu_ms_per_order"]
+            if p_first:
+                add(
+                    f"(report) PostgreSQL CPU/order, orders {last['orders']} vs {first['orders']}",
+                    f"{p_last:.1f} vs {p_first:.1f} ms",
+                    p_last / p_first,
+                    "report",
+                    None,
                 )
             if len(batches) >= 3:
                 warm = batches[1]["rss_mib"].get("worker", 0)
@@ -814,6 +901,15 @@ def targets_of(r: dict) -> list[dict]:
                     "within ±10%",
                     bool(warm) and abs(end / warm - 1) <= 0.10,
                 )
+    for point in r.get("curve") or []:
+        add(
+            f"throughput with {point['workers']} worker process(es)",
+            f"{point['orders_per_s']:.1f} orders/s shipped, own CPU "
+            f"{point['own_cpu_ms_per_order']:.0f} ms/order",
+            None,
+            "report",
+            None,
+        )
     if r.get("relay"):
         rel = r["relay"]
         ratio = rel["relay_per_s"] / rel["raw_per_s"]
@@ -897,7 +993,7 @@ def print_targets(r: dict) -> None:
 
 
 def plot(r: dict, path: Path) -> None:
-    """Orders shipped per minute, CPU per process and RSS per process over the run."""
+    """Orders shipped per minute, CPU and RSS per process, checkout latency percentiles."""
     try:
         import matplotlib
 
@@ -911,7 +1007,7 @@ def plot(r: dict, path: Path) -> None:
         return
     t0 = samples[0]["t"]
     ts = [(s["t"] - t0) for s in samples]
-    fig, axes = plt.subplots(3, 1, figsize=(10, 10), sharex=True)
+    fig, axes = plt.subplots(4, 1, figsize=(10, 13), sharex=True)
     shipped = [s["shipped"] for s in samples]
     window = 10  # samples: orders shipped per minute over the last ~10 s
     rate = [
@@ -930,10 +1026,25 @@ def plot(r: dict, path: Path) -> None:
         ]
         axes[1].plot(ts, util, label=name)
         axes[2].plot(ts, [s["rss"].get(name, 0) / 2**20 for s in samples], label=name)
+    for label, series in sorted((r.get("latency_series") or {}).items()):
+        if label.startswith("checkout old") or not series:
+            continue
+        xs = [at - t0 for at, *_ in series]
+        line = axes[3].plot(xs, [p50 for _, p50, _, _ in series], label=f"{label} p50")[0]
+        axes[3].plot(
+            xs,
+            [p99 for _, _, p99, _ in series],
+            linestyle="--",
+            color=line.get_color(),
+            label=f"{label} p99",
+        )
+    axes[3].set_yscale("log")
+    axes[3].set_ylabel("checkout latency ms (2 s windows)")
+    axes[3].legend(fontsize="x-small", ncol=3)
     axes[1].set_ylabel("CPU % of one core")
     axes[1].legend(fontsize="small", ncol=4)
     axes[2].set_ylabel("RSS MiB")
-    axes[2].set_xlabel("seconds since the pipeline started")
+    axes[3].set_xlabel("seconds since the pipeline started")
     fig.suptitle(f"make bench {r['started']} ({r['commit']})")
     fig.tight_layout()
     fig.savefig(path, dpi=80)

@@ -118,7 +118,9 @@ class RequestContextMiddleware:
     def __call__(self, request):
         import uuid
 
-        quoted = request.headers.get("X-Correlation-ID") or request.headers.get("X-Request-ID")
+        # META, not request.headers: that builds a dict of every header on first use.
+        meta = request.META
+        quoted = meta.get("HTTP_X_CORRELATION_ID") or meta.get("HTTP_X_REQUEST_ID")
         correlation = quoted if quoted and _sane(quoted) else str(uuid.uuid4())
         with bound(request_id=uuid.uuid4().hex[:16], correlation_id=correlation):
             response = self.get_response(request)

@@ -452,3 +452,75 @@ def test_webhooks_of_a_manual_capture(client, server):
             f"http://127.0.0.1:{sink.server_port}/", "whsec_test", ["none.never"], name=name
         )
         sink.shutdown()
+
+
+# --- 6. The store's indexes (issue 11: no cost that grows with the objects stored) ------------
+
+
+def paid_intent(client, amount: int):
+    return client.v1.payment_intents.create(
+        params={
+            "amount": amount,
+            "currency": "eur",
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+        }
+    )
+
+
+def test_a_charges_refunds_and_the_lists_are_the_stores_objects_of_that_kind(tmp_path):
+    state = tmp_path / "stripe.pickle"
+    first = start_stripe_server(port=0, state_file=state)
+    try:
+        client = client_for(first)
+        refunded, other = paid_intent(client, 3000), paid_intent(client, 500)
+        client.v1.refunds.create(params={"payment_intent": refunded.id, "amount": 1000})
+        client.v1.refunds.create(params={"payment_intent": refunded.id, "amount": 500})
+        charge = client.v1.charges.retrieve(refunded.latest_charge.id)
+        assert (charge.amount_refunded, charge.refunded) == (1500, False)
+        assert sorted(r.amount for r in charge.refunds.data) == [500, 1000]
+        assert client.v1.charges.retrieve(other.latest_charge.id).amount_refunded == 0
+        assert len(client.v1.refunds.list().data) == 2
+        assert {c.id for c in client.v1.charges.list().data} == {
+            refunded.latest_charge.id,
+            other.latest_charge.id,
+        }
+        ids = [pi.id for pi in client.v1.payment_intents.list().data]
+        assert ids == [refunded.id, other.id]  # localstripe's order: oldest first
+    finally:
+        first.stop()
+    second = start_stripe_server(port=0, state_file=state)  # the indexes are rebuilt on load
+    try:
+        client = client_for(second)
+        assert client.v1.charges.retrieve(refunded.latest_charge.id).amount_refunded == 1500
+        with pytest.raises(stripe.InvalidRequestError) as excinfo:
+            client.v1.refunds.create(params={"payment_intent": refunded.id, "amount": 1501})
+        assert excinfo.value.code == "amount_too_large"
+        assert len(client.v1.payment_intents.list().data) == 2
+        second.flush()
+        assert client.v1.payment_intents.list().data == []
+        assert client.v1.refunds.list().data == []
+        again = paid_intent(client, 700)
+        client.v1.refunds.create(params={"payment_intent": again.id})
+        assert client.v1.charges.retrieve(again.latest_charge.id).refunded is True
+    finally:
+        second.stop()
+
+
+def test_the_state_file_is_written_soon_after_a_change_while_running(tmp_path):
+    import pickle
+
+    state = tmp_path / "stripe.pickle"
+    server = start_stripe_server(port=0, state_file=state)
+    try:
+        created = client_for(server).v1.customers.create(params={"email": "soon@example.com"})
+
+        def saved() -> bool:
+            if not state.exists():
+                return False
+            with open(state, "rb") as f:
+                return f"customer:{created.id}" in pickle.load(f)
+
+        wait_until(saved, timeout=5, message="the customer in the state file")
+    finally:
+        server.stop()
