@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -27,7 +29,7 @@ from orders.models import (
     TimelineEntry,
 )
 from orders.pricing import PriceLine
-from orders.selectors import price_quote
+from orders.selectors import checkout_products, price_quote
 from orders.tokens import order_link
 from outbox import current_event, publish
 
@@ -76,10 +78,16 @@ def order_checkout(
     different request under the same key is a conflict). Returns (order, created).
 
     The key is not looked up first: the order's unique key finds a replay when the order row is
-    inserted (one round trip less for every new order; issue 11)."""
+    inserted (one round trip less for every new order; issue 11).
+
+    On PostgreSQL, called with no transaction open (the API), the whole checkout is ONE
+    statement sent in autocommit (`_order_place`): one round trip, commit included. Inside a
+    transaction, and on SQLite, the ORM path below (`_order_create`) does the same writes."""
+    one_statement = _one_statement_possible()
     for attempt in range(3):
         try:
-            return _order_create(
+            place = _order_place if one_statement else _order_create
+            return place(
                 email=email,
                 shipping_address=shipping_address,
                 items=items,
@@ -87,6 +95,7 @@ def order_checkout(
                 customer=customer,
                 idempotency_key=idempotency_key,
                 fingerprint=fingerprint,
+                fresh=attempt > 0,
             ), True
         except _CatalogChanged:
             if attempt == 2:
@@ -166,6 +175,7 @@ def _order_create(
     customer,
     idempotency_key: str | None,
     fingerprint: str,
+    fresh: bool = True,
 ) -> Order:
     wanted = _merge_items(items)
     # Read without a lock: _stock_reserve locks each row last and briefly, and re-checks price.
@@ -191,6 +201,211 @@ def _order_create(
         products=by_sku,
     )
     _stock_reserve(products, wanted)
+    return order
+
+
+# --- The checkout in one statement (PostgreSQL, no transaction open: the API; issue 11) -------
+
+
+def _one_statement_possible() -> bool:
+    return (
+        connection.vendor == "postgresql"
+        and not connection.in_atomic_block
+        and getattr(settings, "CHECKOUT_ONE_STATEMENT", True)
+    )
+
+
+_INSERTS: dict[type, tuple[str, list]] = {}
+
+
+def _insert_of(model) -> tuple[str, list]:
+    """(SQL, fields) of an INSERT of a model's rows given as one JSON array parameter: every
+    concrete field, as Django's own INSERT names them, but an auto-incremented primary key.
+    PostgreSQL turns the JSON into rows (`jsonb_populate_recordset`, each value through its
+    column's type): one parameter per table, nothing for the ORM to compile."""
+    if model not in _INSERTS:
+        opts = model._meta
+        fields = [
+            f
+            for f in opts.local_concrete_fields
+            if not (f.primary_key and f.get_internal_type() in ("AutoField", "BigAutoField"))
+            and not getattr(f, "generated", False)
+        ]
+        qn = connection.ops.quote_name
+        columns = ", ".join(qn(f.column) for f in fields)
+        table = qn(opts.db_table)
+        sql = (
+            f"INSERT INTO {table} ({columns}) SELECT {columns} "  # noqa: S608 (the model's names)
+            f"FROM jsonb_populate_recordset(NULL::{table}, %s::jsonb)"
+        )
+        _INSERTS[model] = (sql, fields)
+    return _INSERTS[model]
+
+
+def _json_value(value):
+    if isinstance(value, datetime):
+        return value.isoformat()  # to the microsecond, as the ORM stores it
+    if isinstance(value, (uuid.UUID, Decimal)):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} in a checkout row")
+
+
+def _insert_statement(model, instances: list) -> tuple[str, list]:
+    """The INSERT of these unsaved instances (the values their fields hold, `auto_now` set as
+    Model.save() sets it), with the rows as one JSON parameter."""
+    sql, fields = _insert_of(model)
+    rows = [{f.column: f.pre_save(instance, True) for f in fields} for instance in instances]
+    return sql, [json.dumps(rows, default=_json_value)]
+
+
+def _stock_missed(exc: DatabaseError) -> list[dict] | None:
+    """The misses `orders_stock_take()` reported ([{id, changed, available}]), or None when the
+    statement failed for another reason (e.g. the Idempotency-Key's unique index)."""
+    diag = getattr(exc.__cause__, "diag", None)
+    if diag is None or diag.message_primary != "orders_stock_take":
+        return None
+    return json.loads(diag.message_detail)
+
+
+def _order_place(
+    *,
+    email: str,
+    shipping_address: dict[str, str],
+    items: list[CartItem],
+    payment_method: str,
+    customer,
+    idempotency_key: str | None,
+    fingerprint: str,
+    fresh: bool,
+) -> Order:
+    """The checkout as one SQL statement in autocommit (its own transaction, one round trip):
+    the order, its lines, its timeline row and `order.placed` (`outbox.publish_statement`) are
+    inserted, then `orders_stock_take()` (orders migration 0007) takes the stock, the statement's
+    last work: each product row is locked from its conditional UPDATE to the commit that
+    follows at once. The products, tax rule and shipping zone come from this process's cache
+    (orders.selectors); the UPDATE re-checks each product as read (active, SKU, name, price,
+    currency) and a miss rolls everything back: `_CatalogChanged` (redone with `fresh` reads)
+    or OutOfStockError. The same rows, values and event as `_order_create` + `order_write`."""
+    wanted = _merge_items(items)
+    by_sku = checkout_products(skus=wanted, fresh=fresh)
+    unknown = sorted(set(wanted) - set(by_sku))
+    if unknown:
+        raise ApplicationError(
+            f"Unknown product: {', '.join(unknown)}.", code="unknown_sku", extra={"skus": unknown}
+        )
+    products = sorted(by_sku.values(), key=lambda p: p.pk)
+    if len({p.currency for p in products}) != 1:
+        raise ApplicationError("All items must be in one currency.", code="mixed_currency")
+    lines = [PriceLine(p.sku, p.name, wanted[p.sku], p.price) for p in map(by_sku.get, wanted)]
+    quote = price_quote(
+        lines=lines,
+        country=shipping_address["country"],
+        currency=products[0].currency,
+        cached=True,
+    )
+    now = timezone.now()
+    order = Order(
+        email=email,
+        customer=customer,
+        ship_name=shipping_address["name"],
+        ship_line1=shipping_address["line1"],
+        ship_line2=shipping_address.get("line2", ""),
+        ship_city=shipping_address["city"],
+        ship_postal_code=shipping_address["postal_code"],
+        ship_country=shipping_address["country"],
+        payment_method=payment_method,
+        currency=quote.currency,
+        payment_status=Order.PaymentStatus.PENDING,
+        idempotency_key=idempotency_key,
+        request_fingerprint=fingerprint,
+        subtotal=quote.subtotal,
+        shipping_fee=quote.shipping,
+        tax=quote.tax,
+        total=quote.total,
+        tax_name=quote.tax_name,
+        tax_rate=quote.tax_rate,
+        shipping_zone=quote.shipping_zone,
+        prices_include_tax=quote.prices_include_tax,
+        goods_shown=quote.goods_shown,
+        shipping_shown=quote.shipping_shown,
+        created_at=now,
+        last_progress_at=now,
+    )
+    order_lines = [
+        OrderLine(
+            order=order,
+            product_id=by_sku[line.sku].pk,
+            sku=line.sku,
+            name=line.name,
+            unit_price=line.unit_price,
+            quantity=line.quantity,
+            line_total=quantize(line.unit_price * line.quantity),
+        )
+        for line in lines
+    ]
+    event = current_event()
+    entry = TimelineEntry(
+        order=order,
+        type=TimelineEntry.Type.STATUS_CHANGED,
+        at=event.occurred_at if event is not None else now,
+        detail={"from": None, "to": order.status},
+    )
+    order_sql, order_params = _insert_statement(Order, [order])
+    lines_sql, lines_params = _insert_statement(OrderLine, order_lines)
+    entry_sql, entry_params = _insert_statement(TimelineEntry, [entry])
+    event_sql, event_params = outbox.publish_statement(
+        "order.placed", order.id, _order_placed_data(order, order_lines, quote)
+    )
+    # Statements built above from the models' names; every value is a parameter.
+    sql = (
+        f"WITH placed AS ({order_sql} RETURNING 1), lines AS ({lines_sql} RETURNING 1), "  # noqa: S608
+        f"timeline AS ({entry_sql} RETURNING 1), event AS ({event_sql}) "
+        # The counts make every insert run first: the stock is taken last, right before commit.
+        "SELECT orders_stock_take(%s::bigint[], %s::integer[], %s::numeric[], %s::text[], "
+        "%s::text[], %s::text) FROM (SELECT count(*) FROM placed) AS o, "
+        "(SELECT count(*) FROM lines) AS l, (SELECT count(*) FROM timeline) AS t, "
+        "(SELECT count(*) FROM event) AS e"
+    )
+    params = [
+        *order_params,
+        *lines_params,
+        *entry_params,
+        *event_params,
+        [p.pk for p in products],
+        [wanted[p.sku] for p in products],
+        [p.price for p in products],
+        [p.sku for p in products],
+        [p.name for p in products],
+        products[0].currency,
+    ]
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+    except DatabaseError as exc:
+        missed = _stock_missed(exc)
+        if missed is None:
+            raise
+        if any(m["changed"] for m in missed):
+            raise _CatalogChanged from None
+        by_pk = {p.pk: p for p in products}
+        short = [
+            {
+                "sku": by_pk[m["id"]].sku,
+                "requested": wanted[by_pk[m["id"]].sku],
+                "available": m["available"],
+            }
+            for m in sorted(missed, key=lambda m: m["id"])
+        ]
+        names = ", ".join(by_pk[m["id"]].name for m in sorted(missed, key=lambda m: m["id"]))
+        raise OutOfStockError(f"Not enough stock for: {names}.", extra={"items": short}) from None
+    logger.info("order %s (%s) placed", order.number, order.id)  # no email: PII stays out of logs
+    order._state.adding = False
+    order._state.db = connection.alias
+    order._prefetched_objects_cache = {
+        "lines": order_lines,
+        "credit_notes": [],
+        "timeline": [entry],
+    }
     return order
 
 
@@ -308,39 +523,7 @@ def order_write(
                 },
             )
         )
-    payment = {"payment_intent": payment_intent} if payment_intent else {}
-    if payment_method:
-        payment["payment_method"] = payment_method
-    publish(
-        "order.placed",
-        order.id,
-        {
-            "order_id": str(order.id),
-            "number": order.number,
-            "email": order.email,
-            "currency": order.currency,
-            "payment_method": order.payment_method,
-            # How it pays (additive to version 1): an authorization from the checkout page
-            # (`payment_intent`, captured after the invoice) or a `payment_method` to charge.
-            "payment": payment,
-            "shipping_address": order.shipping_address,
-            "items": [
-                {
-                    "sku": line.sku,
-                    "name": line.name,
-                    "quantity": line.quantity,
-                    "unit_price": line.unit_price,
-                    "line_total": line.line_total,
-                }
-                for line in order_lines
-            ],
-            # Fixed here (additive to version 1): invoicing documents them, billing charges
-            # exactly `totals.total`. Line prices are in the catalog's terms (`pricing`).
-            "totals": quote.totals(),
-            "pricing": quote.pricing(),
-            "order_url": order_link(order),
-        },
-    )
+    publish("order.placed", order.id, _order_placed_data(order, order_lines, quote))
     logger.info("order %s (%s) placed", order.number, order.id)  # no email: PII stays out of logs
     # As order_detail_queryset() would read it back: the API answers without re-reading.
     order._prefetched_objects_cache = {
@@ -349,6 +532,39 @@ def order_write(
         "timeline": entries,
     }
     return order
+
+
+def _order_placed_data(order: Order, order_lines: list[OrderLine], quote) -> dict[str, Any]:
+    """The `order.placed` payload (invoicing, billing, shipping and notifications consume it)."""
+    payment = {"payment_intent": order.payment_intent} if order.payment_intent else {}
+    if order.payment_method:
+        payment["payment_method"] = order.payment_method
+    return {
+        "order_id": str(order.id),
+        "number": order.number,
+        "email": order.email,
+        "currency": order.currency,
+        "payment_method": order.payment_method,
+        # How it pays (additive to version 1): an authorization from the checkout page
+        # (`payment_intent`, captured after the invoice) or a `payment_method` to charge.
+        "payment": payment,
+        "shipping_address": order.shipping_address,
+        "items": [
+            {
+                "sku": line.sku,
+                "name": line.name,
+                "quantity": line.quantity,
+                "unit_price": line.unit_price,
+                "line_total": line.line_total,
+            }
+            for line in order_lines
+        ],
+        # Fixed here (additive to version 1): invoicing documents them, billing charges
+        # exactly `totals.total`. Line prices are in the catalog's terms (`pricing`).
+        "totals": quote.totals(),
+        "pricing": quote.pricing(),
+        "order_url": order_link(order),
+    }
 
 
 def _timeline(

@@ -51,6 +51,41 @@ def event_publish(
     return row
 
 
+def event_insert_statement(
+    *, event_type: str, aggregate_id: Any, data: dict[str, Any], version: int = 1
+) -> tuple[str, list[Any]]:
+    """The INSERT of the row `event_publish` writes, as SQL and parameters (PostgreSQL), for a
+    caller that writes its business rows and the event in ONE statement (a CTE sent in
+    autocommit: one round trip, commit included; orders' checkout, issue 11). Nothing is
+    written here: the caller runs it, and its statement is the transaction that publishes it
+    together with the business change, so the event is never sent for a rollback nor lost. It
+    ends with `RETURNING id` (a CTE can count it). The row is the same (values, defaults,
+    correlation id of the event being handled), and the NOTIFY trigger of migration 0002 wakes
+    the relays when it commits."""
+    # Serialised here: a payload that is not JSON fails in the caller, not in the relay.
+    payload = json.dumps(data, cls=DjangoJSONEncoder)
+    cause = current_event.get()
+    now = timezone.now()
+    sql = (
+        f"INSERT INTO {OutboxEvent._meta.db_table} "  # noqa: S608 (the model's table; values are parameters)
+        "(event_id, type, version, aggregate_id, correlation_id, occurred_at, data, status, "
+        "attempts, next_attempt_at, last_error, published_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, 0, %s, '', NULL) RETURNING id"
+    )
+    params = [
+        uuid.uuid4(),
+        event_type,
+        version,
+        str(aggregate_id),
+        cause.correlation_id if cause else uuid.uuid4(),
+        now,
+        payload,
+        OutboxEvent.Status.PENDING.value,
+        now,
+    ]
+    return sql, params
+
+
 def _claim(*, event: Event, subscriber: str, resolve: bool) -> bool:
     """INSERT the inbox row (ON CONFLICT DO NOTHING); with `resolve`, the subscriber's failure
     record of the event (if any) is marked resolved in the same statement on PostgreSQL (a
