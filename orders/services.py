@@ -567,13 +567,52 @@ def _order_placed_data(order: Order, order_lines: list[OrderLine], quote) -> dic
     }
 
 
-def _timeline(order: Order, type_: TimelineEntry.Type, detail: dict[str, Any]) -> TimelineEntry:
+def _timeline(
+    order: Order | None, type_: TimelineEntry.Type, detail: dict[str, Any], *, order_id=None
+) -> TimelineEntry:
     """A timeline row, dated when its fact happened: while a subscriber handles an event, the
     event's `occurred_at` (a delivery retried for minutes must not put "payment received" after
-    the email that reported it); otherwise now (checkout, an operator's action)."""
+    the email that reported it); otherwise now (checkout, an operator's action). `order_id`
+    instead of the order: a row that needs nothing of the order (no lock, no read)."""
+    row = _timeline_row(order, type_, detail, order_id=order_id)
+    row.save(force_insert=True)
+    return row
+
+
+def _timeline_row(
+    order: Order | None, type_: TimelineEntry.Type, detail: dict[str, Any], *, order_id=None
+) -> TimelineEntry:
+    """`_timeline`'s row, not saved yet (`_Writes`)."""
     event = current_event()
     at = event.occurred_at if event is not None else timezone.now()
-    return TimelineEntry.objects.create(order=order, type=type_, at=at, detail=detail)
+    if order is None:
+        return TimelineEntry(order_id=order_id, type=type_, at=at, detail=detail)
+    return TimelineEntry(order=order, type=type_, at=at, detail=detail)
+
+
+class _Writes:
+    """What a fact and the move it causes write on one locked order, saved together: one
+    UPDATE of the order's changed fields and one INSERT of its timeline rows (in order)."""
+
+    def __init__(self, order: Order):
+        self.order = order
+        self.fields: list[str] = []
+        self.rows: list[TimelineEntry] = []
+
+    def update(self, *fields: str) -> None:
+        self.fields += [f for f in fields if f not in self.fields]
+
+    def timeline(self, type_: TimelineEntry.Type, detail: dict[str, Any]) -> None:
+        self.rows.append(_timeline_row(self.order, type_, detail))
+
+    def save(self) -> None:
+        if self.fields:
+            self.order.save(update_fields=[*self.fields, "updated_at"])
+        if len(self.rows) == 1:
+            self.rows[0].save(force_insert=True)
+        elif self.rows:
+            TimelineEntry.objects.bulk_create(self.rows)
+        self.fields, self.rows = [], []
 
 
 def _lock(order_id) -> Order:
@@ -585,22 +624,31 @@ def order_transition(*, order_id, to: str, reason: str = "") -> bool:
     """The one way an order changes status: lock, check the move against ALLOWED_TRANSITIONS,
     write the timeline row, run the effects of entering the new status. Returns False (and
     changes nothing) for a move that is not allowed, e.g. a late event after a later status."""
-    order = _lock(order_id)
+    return _transition(_lock(order_id), to=to, reason=reason)
+
+
+def _transition(order: Order, *, to: str, reason: str = "", writes: _Writes | None = None) -> bool:
+    """`order_transition` on an order already locked in the caller's transaction (a fact and
+    the move it causes, recorded under one lock: `then=` of the `order_record_*` services).
+    `writes`: the fact's own writes, not saved yet: saved with the move's (or alone)."""
+    writes = writes or _Writes(order)
     if to == order.status or to not in ALLOWED_TRANSITIONS[order.status]:
         if to != order.status:
             logger.info(
                 "order %s: ignored move %s -> %s (%s)", order.id, order.status, to, reason or "-"
             )
+        writes.save()
         return False
     previous = order.status
     order.status = to
     order.last_progress_at = timezone.now()
     order.stuck_since = None
-    order.save(update_fields=["status", "last_progress_at", "stuck_since", "updated_at"])
+    writes.update("status", "last_progress_at", "stuck_since")
     detail = {"from": previous, "to": to}
     if reason:
         detail["reason"] = reason
-    _timeline(order, TimelineEntry.Type.STATUS_CHANGED, detail)
+    writes.timeline(TimelineEntry.Type.STATUS_CHANGED, detail)
+    writes.save()
     logger.info("order %s: %s -> %s", order.id, previous, to)
 
     if to in (Order.Status.CANCELLED, Order.Status.REFUNDED):
@@ -650,14 +698,16 @@ def _stock_release(order: Order) -> None:
 
 @transaction.atomic
 def order_record_invoice(
-    *, order_id, number: str, pdf_path: str, totals: dict[str, Decimal | str]
+    *, order_id, number: str, pdf_path: str, totals: dict[str, Decimal | str], then: str = ""
 ) -> None:
     """The invoice's number and PDF. The totals are the order's own, fixed when it was placed;
-    only an order placed before that existed takes them from the invoice."""
+    only an order placed before that existed takes them from the invoice. `then`: the status
+    to move to afterwards, under the same lock (as `order_transition` would)."""
     order = _lock(order_id)
+    writes = _Writes(order)
     order.invoice_number = number
     order.invoice_pdf_path = pdf_path
-    update = ["invoice_number", "invoice_pdf_path", "updated_at"]
+    update = ["invoice_number", "invoice_pdf_path"]
     invoiced = {k: Decimal(totals[k]) for k in ("subtotal", "shipping", "tax", "total")}
     if order.total is None:
         order.subtotal, order.shipping_fee = invoiced["subtotal"], invoiced["shipping"]
@@ -671,10 +721,14 @@ def order_record_invoice(
             invoiced["total"],
             order.total,
         )
-    order.save(update_fields=update)
-    _timeline(
-        order, TimelineEntry.Type.INVOICE_ISSUED, {"number": number, "total": str(order.total)}
+    writes.update(*update)
+    writes.timeline(
+        TimelineEntry.Type.INVOICE_ISSUED, {"number": number, "total": str(order.total)}
     )
+    if then:
+        _transition(order, to=then, writes=writes)
+    else:
+        writes.save()
 
 
 # Facts only move forward too: a late or duplicated event never overwrites a later fact (a
@@ -697,10 +751,29 @@ def _is_forward(ranks: dict[str, int], current: str, new: str) -> bool:
 
 @transaction.atomic
 def order_record_payment(
-    *, order_id, status: str, message: str = "", client_secret: str = ""
+    *,
+    order_id,
+    status: str,
+    message: str = "",
+    client_secret: str = "",
+    then: str = "",
+    reason: str = "",
 ) -> bool:
-    """Record what billing reported about the payment. Returns False for a stale fact."""
+    """Record what billing reported about the payment. Returns False for a stale fact. `then`
+    (with `reason`): the status to move to afterwards, stale fact or not, under the same lock
+    (as `order_transition` would)."""
     order = _lock(order_id)
+    writes = _Writes(order)
+    recorded = _record_payment(writes, status=status, message=message, client_secret=client_secret)
+    if then:
+        _transition(order, to=then, reason=reason, writes=writes)
+    else:
+        writes.save()
+    return recorded
+
+
+def _record_payment(writes: _Writes, *, status: str, message: str, client_secret: str) -> bool:
+    order = writes.order
     if not _is_forward(PAYMENT_STATUS_RANK, order.payment_status, status):
         logger.info(
             "order %s: ignored stale payment fact %s (now %s)",
@@ -711,15 +784,14 @@ def order_record_payment(
         return False
     order.payment_status = status
     order.payment_message = message[:500]
-    update = ["payment_status", "payment_message", "updated_at"]
+    writes.update("payment_status", "payment_message")
     if client_secret:
         order.payment_client_secret = client_secret
-        update.append("payment_client_secret")
-    order.save(update_fields=update)
+        writes.update("payment_client_secret")
     detail = {"status": status}
     if message:
         detail["message"] = message
-    _timeline(order, TimelineEntry.Type.PAYMENT, detail)
+    writes.timeline(TimelineEntry.Type.PAYMENT, detail)
     return True
 
 
@@ -738,10 +810,33 @@ def order_record_refund(*, order_id, amount: Decimal, full: bool, reason: str = 
 
 @transaction.atomic
 def order_record_shipment(
-    *, order_id, status: str, carrier: str = "", tracking_number: str = "", reason: str = ""
+    *,
+    order_id,
+    status: str,
+    carrier: str = "",
+    tracking_number: str = "",
+    reason: str = "",
+    then: str = "",
 ) -> bool:
-    """Record what shipping reported. Returns False for a stale fact (nothing changes)."""
+    """Record what shipping reported. Returns False for a stale fact (nothing changes). `then`:
+    the status to move to afterwards, stale fact or not, under the same lock (as
+    `order_transition` would)."""
     order = _lock(order_id)
+    writes = _Writes(order)
+    recorded = _record_shipment(
+        writes, status=status, carrier=carrier, tracking_number=tracking_number, reason=reason
+    )
+    if then:
+        _transition(order, to=then, writes=writes)
+    else:
+        writes.save()
+    return recorded
+
+
+def _record_shipment(
+    writes: _Writes, *, status: str, carrier: str, tracking_number: str, reason: str
+) -> bool:
+    order = writes.order
     if not _is_forward(SHIPMENT_STATUS_RANK, order.shipment_status, status):
         logger.info(
             "order %s: ignored stale shipment fact %s (now %s)",
@@ -751,18 +846,17 @@ def order_record_shipment(
         )
         return False
     order.shipment_status = status
-    update = ["shipment_status", "updated_at"]
+    writes.update("shipment_status")
     if carrier:
         order.carrier = carrier
         order.tracking_number = tracking_number
-        update += ["carrier", "tracking_number"]
-    order.save(update_fields=update)
+        writes.update("carrier", "tracking_number")
     detail = {"status": status}
     if tracking_number:
         detail["tracking_number"] = tracking_number
     if reason:
         detail["reason"] = reason
-    _timeline(order, TimelineEntry.Type.SHIPMENT, detail)
+    writes.timeline(TimelineEntry.Type.SHIPMENT, detail)
     return True
 
 
@@ -787,18 +881,17 @@ def order_record_authorization_released(*, order_id, amount: str, currency: str)
     )
 
 
-@transaction.atomic
 def order_record_email(*, order_id, kind: str, resend: bool = False, resent_by: str = "") -> None:
     """An email went to the customer: a timeline row (`email_sent`); an operator's resend is
     marked as one (`resend: true`, and who asked: `resent_by`), not told as a second email of
-    its kind."""
-    order = _lock(order_id)
+    its kind. One INSERT (atomic by itself): the row changes nothing of the order, so the order
+    is neither locked nor read (the foreign key still refuses an unknown order)."""
     detail: dict[str, Any] = {"kind": kind}
     if resend:
         detail["resend"] = True
     if resent_by:
         detail["resent_by"] = resent_by
-    _timeline(order, TimelineEntry.Type.EMAIL_SENT, detail)
+    _timeline(None, TimelineEntry.Type.EMAIL_SENT, detail, order_id=order_id)
 
 
 def stuck_cutoff():
