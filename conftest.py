@@ -522,6 +522,18 @@ def browser_page(_browser, request):
 
 
 @pytest.fixture(autouse=True)
+def _fresh_checkout_caches():
+    """The API checkout's per-process caches (products, tax rules, shipping zones: orders.
+    selectors) never carry one test's catalog into another (a flushed or rolled-back database
+    sends no signal)."""
+    from orders.selectors import checkout_caches_clear
+
+    checkout_caches_clear()
+    yield
+    checkout_caches_clear()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_rate_limits():
     """Throttle and login-lockout counts (in the cache) never leak from one test into another."""
     from django.core.cache import cache

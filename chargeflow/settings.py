@@ -374,6 +374,11 @@ CHECKOUT_HOLD_MINUTES = env_int("CHECKOUT_HOLD_MINUTES", 10)
 # How long after a hold expired the sweep waits for Stripe's webhook before it voids the
 # authorization of a checkout whose order was never placed.
 CHECKOUT_RELEASE_GRACE_SECONDS = env_int("CHECKOUT_RELEASE_GRACE_SECONDS", 120)
+# The API's checkout on PostgreSQL (orders.selectors, docs/performance.md): how long one web process
+# reuses the tax rates and shipping zones it read (the products: 12 times as long; the reservation
+# re-checks each product, so a change only redoes that checkout). A tax rate or shipping zone
+# edited in the admin reaches the API's new orders within this many seconds (0: no cache).
+CHECKOUT_CATALOG_CACHE_SECONDS = env_int("CHECKOUT_CATALOG_CACHE_SECONDS", 5)
 # An API order whose card needs 3-D Secure holds its stock this long (the same short hold).
 BILLING_ACTION_TIMEOUT_MINUTES = env_int("BILLING_ACTION_TIMEOUT_MINUTES", CHECKOUT_HOLD_MINUTES)
 # How long a Stripe call in flight belongs to the worker that started it; after that (the worker

@@ -11,13 +11,12 @@ from notifications.services import (
     CANCELLATION,
     Attachment,
     cancellation_context,
-    contact_record,
     contact_record_invoice,
     credit_note_record,
     email_deliver_for,
-    email_queue,
     email_send,
     notice_record,
+    order_confirmation_send,
     order_link_send,
     order_summary,
     refund_notice,
@@ -28,17 +27,15 @@ from outbox import Event, subscriber
 @subscriber("order.placed", transactional=False)
 def on_order_placed(event: Event) -> None:
     data = event.data
-    with transaction.atomic(durable=True):
-        contact_record(
-            order_id=event.aggregate_id,
-            order_number=data["number"],
-            email=data["email"],
-            name=data["shipping_address"]["name"],
-            order_url=data["order_url"],
-            summary=order_summary(data),
-        )
-        email_queue(order_id=event.aggregate_id, kind="order_confirmation", context={"order": data})
-    email_deliver_for(order_id=event.aggregate_id, kind="order_confirmation")
+    order_confirmation_send(
+        order_id=event.aggregate_id,
+        order_number=data["number"],
+        email=data["email"],
+        name=data["shipping_address"]["name"],
+        order_url=data["order_url"],
+        summary=order_summary(data),
+        order=data,
+    )
 
 
 @subscriber("invoice.issued", transactional=False)

@@ -35,7 +35,7 @@ from anymail.exceptions import AnymailError, AnymailRecipientsRefused
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.core.mail import EmailMultiAlternatives, get_connection
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -109,7 +109,22 @@ STATUS_RANK = {
 }
 
 
-@transaction.atomic
+def _insert_once(row: Any, **key: Any) -> tuple[Any, bool]:
+    """Insert `row`, or read the row that has its unique `key` already (a redelivery): (row,
+    created). The insert comes first, the usual case being a first delivery. Outside a
+    transaction it is one statement, committed on its own; inside one, a savepoint keeps a
+    refused insert from breaking the caller's transaction."""
+    try:
+        if transaction.get_connection().in_atomic_block:
+            with transaction.atomic():
+                row.save(force_insert=True)
+        else:
+            row.save(force_insert=True)
+    except IntegrityError:
+        return type(row).objects.get(**key), False
+    return row, True
+
+
 def contact_record(
     *,
     order_id: str,
@@ -119,17 +134,42 @@ def contact_record(
     order_url: str,
     summary: dict | None = None,
 ) -> OrderContact:
-    contact, _ = OrderContact.objects.get_or_create(
+    contact, _ = _insert_once(
+        OrderContact(
+            order_id=order_id,
+            order_number=order_number,
+            email=email,
+            name=name,
+            order_url=order_url,
+            summary=summary or {},
+        ),
         order_id=order_id,
-        defaults={
-            "order_number": order_number,
-            "email": email,
-            "name": name,
-            "order_url": order_url,
-            "summary": summary or {},
-        },
     )
     return contact
+
+
+def order_confirmation_send(
+    *,
+    order_id: str,
+    order_number: str,
+    email: str,
+    name: str,
+    order_url: str,
+    summary: dict,
+    order: dict,
+) -> EmailLog:
+    """order.placed: keep the order's contact (what every later email is addressed and
+    rendered from) and send the order confirmation, in phases like `email_send`."""
+    contact = contact_record(
+        order_id=order_id,
+        order_number=order_number,
+        email=email,
+        name=name,
+        order_url=order_url,
+        summary=summary,
+    )
+    log = _queue(contact, kind="order_confirmation", context={"order": order})
+    return _deliver(log, contact)
 
 
 def order_summary(data: dict) -> dict:
@@ -159,9 +199,9 @@ def order_summary(data: dict) -> dict:
     }
 
 
-@transaction.atomic
 def contact_record_invoice(*, order_id: str, invoice: dict) -> None:
-    """Keep the invoice's number and totals (from invoice.issued) for the later emails."""
+    """Keep the invoice's number and totals (from invoice.issued) for the later emails (one
+    UPDATE, atomic by itself)."""
     OrderContact.objects.filter(order_id=order_id).update(
         invoice={
             "number": invoice.get("number", ""),
@@ -171,7 +211,13 @@ def contact_record_invoice(*, order_id: str, invoice: dict) -> None:
     )
 
 
-@transaction.atomic
+def _contact(order_id: str) -> OrderContact:
+    contact = OrderContact.objects.filter(order_id=order_id).first()
+    if contact is None:
+        raise RetryLater(f"order {order_id}: order.placed not handled here yet (no contact)")
+    return contact
+
+
 def email_queue(
     *,
     order_id: str,
@@ -184,23 +230,37 @@ def email_queue(
     (`queued`), once; a row that exists already (a redelivery) is returned as it is. Sends
     nothing: `email_deliver` does, after commit. `subject` replaces the kind's own (a
     `{number}` in it is the order number)."""
-    contact = OrderContact.objects.filter(order_id=order_id).first()
-    if contact is None:
-        raise RetryLater(f"order {order_id}: order.placed not handled here yet (no contact)")
+    return _queue(
+        _contact(order_id), kind=kind, context=context, attachments=attachments, subject=subject
+    )
+
+
+def _queue(
+    contact: OrderContact,
+    *,
+    kind: str,
+    context: dict | None = None,
+    attachments: list[Attachment] | None = None,
+    subject: str = "",
+) -> EmailLog:
+    """`email_queue` for a contact already read (`_insert_once`: a redelivery finds the row by
+    its unique order and kind)."""
     spec = KINDS[base_kind(kind)]
-    log, created = EmailLog.objects.get_or_create(
-        order_id=order_id,
+    log, created = _insert_once(
+        EmailLog(
+            order_id=contact.order_id,
+            kind=kind,
+            recipient=contact.email,
+            subject=(subject or spec.subject).format(number=contact.order_number),
+            context=context or {},
+            attachments=[asdict(a) for a in attachments or []],
+            status=EmailLog.Status.QUEUED,
+        ),
+        order_id=contact.order_id,
         kind=kind,
-        defaults={
-            "recipient": contact.email,
-            "subject": (subject or spec.subject).format(number=contact.order_number),
-            "context": context or {},
-            "attachments": [asdict(a) for a in attachments or []],
-            "status": EmailLog.Status.QUEUED,
-        },
     )
     if not created:
-        logger.info("order %s: %s email already recorded (%s)", order_id, kind, log.status)
+        logger.info("order %s: %s email already recorded (%s)", contact.order_id, kind, log.status)
     return log
 
 
@@ -408,8 +468,9 @@ def email_send(
 ) -> EmailLog:
     """Send the `kind` email of an order, once, in phases, with no transaction open (the
     notification subscribers, a shell, a test): record the email, then make its due attempt."""
-    log = email_queue(order_id=order_id, kind=kind, context=context, attachments=attachments)
-    return email_deliver(log_id=log.pk) or log
+    contact = _contact(order_id)
+    log = _queue(contact, kind=kind, context=context, attachments=attachments)
+    return _deliver(log, contact)
 
 
 def email_deliver_for(*, order_id: str, kind: str) -> EmailLog | None:
@@ -569,30 +630,49 @@ def email_deliver(*, log_id: int) -> EmailLog | None:
     log = EmailLog.objects.filter(pk=log_id).first()
     if log is None or not _is_due(log, timezone.now()):
         return log
-    contact = OrderContact.objects.get(order_id=log.order_id)
+    return _deliver(log, OrderContact.objects.get(order_id=log.order_id))
+
+
+def _deliver(log: EmailLog, contact: OrderContact) -> EmailLog:
+    """`email_deliver` for a log and its contact already read (what `email_send` just wrote)."""
+    if not _is_due(log, timezone.now()):
+        return log
     message = _render(log, contact)
     connection = get_connection()
-    started = _attempt_begin(log_id=log_id, contact=contact, provider=_provider(connection))
+    started = _attempt_begin(log_id=log.pk, contact=contact, provider=_provider(connection))
     if started is None:  # another worker took it meanwhile
-        return EmailLog.objects.get(pk=log_id)
+        return EmailLog.objects.get(pk=log.pk)
     message.extra_headers["Message-ID"] = started.header_message_id
     message.connection = connection
     try:
         message.send(fail_silently=False)
     except SEND_ERRORS as exc:
         return _attempt_failed(
-            attempt_id=started.pk,
+            attempt=started,
             error=f"{type(exc).__name__}: {exc}"[:2000],
             refused=isinstance(exc, AnymailRecipientsRefused),
         )
     anymail_status = getattr(message, "anymail_status", None)
     provider_id = (anymail_status and anymail_status.message_id) or started.header_message_id
-    return _attempt_sent(attempt_id=started.pk, message_id=str(provider_id))
+    return _attempt_sent(attempt=started, message_id=str(provider_id))
+
+
+# What `_attempt_begin` changes on the log (and `updated_at`: the lease of a `sending` attempt).
+_BEGIN_FIELDS = (
+    "attempts",
+    "status",
+    "provider",
+    "recipient",
+    "resend_requested_by",
+    "next_attempt_at",
+    "updated_at",
+)
 
 
 def _attempt_begin(*, log_id: int, contact: OrderContact, provider: str) -> EmailAttempt | None:
     """Phase 2: commit the attempt as `sending` (a new one, or the cut-off one resumed as it
-    is), with its Message-ID, before anything is sent. None if nothing is due any more."""
+    is), with its Message-ID, before anything is sent. None if nothing is due any more. The
+    attempt returned carries its log as it was committed (`.log`)."""
     with transaction.atomic(durable=True):
         log = EmailLog.objects.select_for_update().get(pk=log_id)
         if not _is_due(log, timezone.now()):
@@ -626,37 +706,48 @@ def _attempt_begin(*, log_id: int, contact: OrderContact, provider: str) -> Emai
         log.recipient = contact.email
         log.resend_requested_by = ""
         log.next_attempt_at = None
-        log.save()
+        log.save(update_fields=_BEGIN_FIELDS)
     return attempt
 
 
-def _locked_sending(attempt_id: int) -> tuple[EmailLog, EmailAttempt] | None:
-    """The attempt's log (locked) and the attempt, if the attempt is still `sending`: None when
-    another worker recorded it first."""
-    log_id = EmailAttempt.objects.values_list("log_id", flat=True).get(pk=attempt_id)
-    log = EmailLog.objects.select_for_update().get(pk=log_id)
-    attempt = EmailAttempt.objects.get(pk=attempt_id)
-    if attempt.status != EmailAttempt.Status.SENDING:
+def _locked_sending(attempt: EmailAttempt, **record: Any) -> EmailLog | None:
+    """Lock the attempt's log, then record `record` on the attempt if it is still `sending`
+    (the log first, as every phase does: no lock-order inversion). The locked log, or None
+    when another worker recorded the attempt first. The attempt's other fields (number,
+    forced, requested_by, provider) never change after it is created: the caller's copy is
+    used as it is."""
+    log = EmailLog.objects.select_for_update().get(pk=attempt.log_id)
+    recorded = EmailAttempt.objects.filter(
+        pk=attempt.pk, status=EmailAttempt.Status.SENDING
+    ).update(**record)
+    if not recorded:
         return None
-    return log, attempt
+    for name, value in record.items():
+        setattr(attempt, name, value)
+    return log
 
 
-def _attempt_sent(*, attempt_id: int, message_id: str) -> EmailLog:
+def _attempt_sent(*, attempt: EmailAttempt, message_id: str) -> EmailLog:
     """Phase 4 after a send the provider accepted: `sent`, and `email.sent` for the timeline."""
     with transaction.atomic(durable=True):
-        locked = _locked_sending(attempt_id)
-        if locked is None:
-            return EmailAttempt.objects.select_related("log").get(pk=attempt_id).log
-        log, attempt = locked
-        attempt.status = EmailAttempt.Status.SENT
-        attempt.message_id = message_id
-        attempt.save(update_fields=["status", "message_id"])
+        log = _locked_sending(attempt, status=EmailAttempt.Status.SENT, message_id=message_id)
+        if log is None:
+            return EmailLog.objects.get(pk=attempt.log_id)
         log.message_id = message_id
         log.status = EmailLog.Status.SENT
         log.error = ""
         log.next_attempt_at = None
         log.sent_at = timezone.now()
-        log.save()
+        log.save(
+            update_fields=[
+                "message_id",
+                "status",
+                "error",
+                "next_attempt_at",
+                "sent_at",
+                "updated_at",
+            ]
+        )
         publish(
             "email.sent",
             log.order_id,
@@ -683,17 +774,13 @@ def _attempt_sent(*, attempt_id: int, message_id: str) -> EmailLog:
     return log
 
 
-def _attempt_failed(*, attempt_id: int, error: str, refused: bool) -> EmailLog:
+def _attempt_failed(*, attempt: EmailAttempt, error: str, refused: bool) -> EmailLog:
     """Phase 4 after a failed send: the attempt `failed`; the log `pending` with a backoff, or
     `failed` (a forced resend, every recipient refused, or the last attempt)."""
     with transaction.atomic(durable=True):
-        locked = _locked_sending(attempt_id)
-        if locked is None:
-            return EmailAttempt.objects.select_related("log").get(pk=attempt_id).log
-        log, attempt = locked
-        attempt.status = EmailAttempt.Status.FAILED
-        attempt.error = error
-        attempt.save(update_fields=["status", "error"])
+        log = _locked_sending(attempt, status=EmailAttempt.Status.FAILED, error=error)
+        if log is None:
+            return EmailLog.objects.get(pk=attempt.log_id)
         log.error = error
         if attempt.forced or refused or log.attempts >= settings.EMAIL_SEND_MAX_ATTEMPTS:
             log.status = EmailLog.Status.FAILED

@@ -43,8 +43,8 @@ def on_invoice_issued(event: Event) -> None:
         number=data["number"],
         pdf_path=data["pdf_path"],
         totals=data["totals"],
+        then=S.INVOICED,
     )
-    services.order_transition(order_id=event.aggregate_id, to=S.INVOICED)
 
 
 @subscriber("payment.action_required")
@@ -53,22 +53,24 @@ def on_payment_action_required(event: Event) -> None:
         order_id=event.aggregate_id,
         status="action_required",
         client_secret=event.data.get("client_secret", ""),
+        then=S.ACTION_REQUIRED,
     )
-    services.order_transition(order_id=event.aggregate_id, to=S.ACTION_REQUIRED)
 
 
 @subscriber("payment.succeeded")
 def on_payment_succeeded(event: Event) -> None:
-    services.order_record_payment(order_id=event.aggregate_id, status="succeeded")
-    services.order_transition(order_id=event.aggregate_id, to=S.PAID)
+    services.order_record_payment(order_id=event.aggregate_id, status="succeeded", then=S.PAID)
 
 
 @subscriber("payment.failed")
 def on_payment_failed(event: Event) -> None:
     message = event.data.get("message", "")
-    services.order_record_payment(order_id=event.aggregate_id, status="failed", message=message)
-    services.order_transition(
-        order_id=event.aggregate_id, to=S.CANCELLED, reason=f"payment failed: {message}"
+    services.order_record_payment(
+        order_id=event.aggregate_id,
+        status="failed",
+        message=message,
+        then=S.CANCELLED,
+        reason=f"payment failed: {message}",
     )
 
 
@@ -86,8 +88,8 @@ def on_shipment_created(event: Event) -> None:
         status="created",
         carrier=event.data["carrier"],
         tracking_number=event.data["tracking_number"],
+        then=S.SHIPPED,
     )
-    services.order_transition(order_id=event.aggregate_id, to=S.SHIPPED)
 
 
 @subscriber("shipment.failed")
@@ -100,8 +102,9 @@ def on_shipment_failed(event: Event) -> None:
 
 @subscriber("shipment.delivered")
 def on_shipment_delivered(event: Event) -> None:
-    services.order_record_shipment(order_id=event.aggregate_id, status="delivered")
-    services.order_transition(order_id=event.aggregate_id, to=S.DELIVERED)
+    services.order_record_shipment(
+        order_id=event.aggregate_id, status="delivered", then=S.DELIVERED
+    )
 
 
 @subscriber("refund.succeeded")

@@ -10,7 +10,13 @@ NUMBER_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
 def new_order_number() -> str:
-    return "CF-" + "".join(secrets.choice(NUMBER_ALPHABET) for _ in range(8))
+    """CF- and 8 characters of NUMBER_ALPHABET, uniformly random: one draw of the whole number
+    (the same distribution as 8 independent choices, one system call instead of 8)."""
+    value, base, chars = secrets.randbelow(len(NUMBER_ALPHABET) ** 8), len(NUMBER_ALPHABET), []
+    for _ in range(8):
+        value, digit = divmod(value, base)
+        chars.append(NUMBER_ALPHABET[digit])
+    return "CF-" + "".join(chars)
 
 
 class Product(models.Model):

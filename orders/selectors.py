@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable
 from decimal import Decimal
@@ -107,18 +108,88 @@ def shipping_rule_for(*, country: str) -> ShippingRule:
     return ShippingRule(zone=zone.name, fee=zone.fee, free_from=zone.free_shipping_threshold)
 
 
-def price_quote(*, lines: Iterable[PriceLine], country: str, currency: str = "") -> Quote:
+def price_quote(
+    *, lines: Iterable[PriceLine], country: str, currency: str = "", cached: bool = False
+) -> Quote:
     """The exact totals of these lines shipped to `country`: what the cart and the checkout show
-    and what the placed order stores, charges and invoices (one code path, orders/pricing.py)."""
+    and what the placed order stores, charges and invoices (one code path, orders/pricing.py).
+    `cached`: the country's tax rule and shipping rule from this process's cache (the API's
+    checkout; `price_rules_cached`)."""
     country = country.upper()
+    if cached:
+        tax, shipping = price_rules_cached(country=country)
+    else:
+        tax, shipping = tax_rule_for(country=country), shipping_rule_for(country=country)
     return calculate_quote(
         lines=lines,
         country=country,
         currency=currency or settings.SHOP_CURRENCY,
-        tax=tax_rule_for(country=country),
-        shipping=shipping_rule_for(country=country),
+        tax=tax,
+        shipping=shipping,
         prices_include_tax=settings.PRICES_INCLUDE_TAX,
     )
+
+
+# --- Per-process caches of the API checkout (issue 11) ----------------------------------------
+# Plain dicts read and replaced whole under the GIL (a gunicorn worker's threads share them).
+# Cleared in this process whenever a Product, TaxRate or ShippingZone is saved or deleted here
+# (orders.apps); other processes see a change when their entry expires (see each function).
+
+_products: dict[str, tuple[float, Product]] = {}
+PRODUCT_TTL_FACTOR = 12  # products: 60 s with the default 5 s
+PRODUCTS_CACHED_MAX = 5000
+_price_rules: dict[str, tuple[float, TaxRule, ShippingRule]] = {}
+
+
+def checkout_caches_clear() -> None:
+    _products.clear()
+    _price_rules.clear()
+
+
+def price_rules_cached(*, country: str) -> tuple[TaxRule, ShippingRule]:
+    """The country's (TaxRule, ShippingRule), reused for CHECKOUT_CATALOG_CACHE_SECONDS: an
+    operator's edit of a tax rate or a shipping zone reaches the API's new orders within that
+    time (each order stores and charges the totals it was quoted, exact either way)."""
+    now = time.monotonic()
+    hit = _price_rules.get(country)
+    if hit is not None and hit[0] > now:
+        return hit[1], hit[2]
+    tax, shipping = tax_rule_for(country=country), shipping_rule_for(country=country)
+    ttl = settings.CHECKOUT_CATALOG_CACHE_SECONDS
+    if ttl > 0:
+        _price_rules[country] = (now + ttl, tax, shipping)
+    return tax, shipping
+
+
+def checkout_products(*, skus: Iterable[str], fresh: bool = False) -> dict[str, Product]:
+    """The active products of these SKUs ({sku: Product}; unknown or withdrawn ones are left
+    out), reused for PRODUCT_TTL_FACTOR x CHECKOUT_CATALOG_CACHE_SECONDS unless `fresh` (at most
+    PRODUCTS_CACHED_MAX of them). Safe to be stale: the
+    checkout's reservation (`orders_stock_take`) takes the stock only of a product still active
+    with the same SKU, name, price and currency, and the checkout is redone with `fresh=True`
+    otherwise. Never use the cached `stock`: it is not maintained."""
+    now = time.monotonic()
+    found: dict[str, Product] = {}
+    missing = []
+    for sku in skus:
+        hit = None if fresh else _products.get(sku)
+        if hit is not None and hit[0] > now:
+            found[sku] = hit[1]
+        else:
+            missing.append(sku)
+    if missing:
+        # Longer than the price rules: a stale product costs one redo, never a wrong order.
+        ttl = settings.CHECKOUT_CATALOG_CACHE_SECONDS * PRODUCT_TTL_FACTOR
+        if len(_products) + len(missing) > PRODUCTS_CACHED_MAX:
+            _products.clear()
+        for product in Product.objects.filter(sku__in=missing, is_active=True):
+            found[product.sku] = product
+            if ttl > 0:
+                _products[product.sku] = (now + ttl, product)
+        for sku in missing:
+            if sku not in found:
+                _products.pop(sku, None)
+    return found
 
 
 # --- The operator's desk (desk/) -------------------------------------------------------------

@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -27,7 +29,7 @@ from orders.models import (
     TimelineEntry,
 )
 from orders.pricing import PriceLine
-from orders.selectors import price_quote
+from orders.selectors import checkout_products, price_quote
 from orders.tokens import order_link
 from outbox import current_event, publish
 
@@ -76,10 +78,16 @@ def order_checkout(
     different request under the same key is a conflict). Returns (order, created).
 
     The key is not looked up first: the order's unique key finds a replay when the order row is
-    inserted (one round trip less for every new order; issue 11)."""
+    inserted (one round trip less for every new order; issue 11).
+
+    On PostgreSQL, called with no transaction open (the API), the whole checkout is ONE
+    statement sent in autocommit (`_order_place`): one round trip, commit included. Inside a
+    transaction, and on SQLite, the ORM path below (`_order_create`) does the same writes."""
+    one_statement = _one_statement_possible()
     for attempt in range(3):
         try:
-            return _order_create(
+            place = _order_place if one_statement else _order_create
+            return place(
                 email=email,
                 shipping_address=shipping_address,
                 items=items,
@@ -87,6 +95,7 @@ def order_checkout(
                 customer=customer,
                 idempotency_key=idempotency_key,
                 fingerprint=fingerprint,
+                fresh=attempt > 0,
             ), True
         except _CatalogChanged:
             if attempt == 2:
@@ -166,6 +175,7 @@ def _order_create(
     customer,
     idempotency_key: str | None,
     fingerprint: str,
+    fresh: bool = True,
 ) -> Order:
     wanted = _merge_items(items)
     # Read without a lock: _stock_reserve locks each row last and briefly, and re-checks price.
@@ -191,6 +201,211 @@ def _order_create(
         products=by_sku,
     )
     _stock_reserve(products, wanted)
+    return order
+
+
+# --- The checkout in one statement (PostgreSQL, no transaction open: the API; issue 11) -------
+
+
+def _one_statement_possible() -> bool:
+    return (
+        connection.vendor == "postgresql"
+        and not connection.in_atomic_block
+        and getattr(settings, "CHECKOUT_ONE_STATEMENT", True)
+    )
+
+
+_INSERTS: dict[type, tuple[str, list]] = {}
+
+
+def _insert_of(model) -> tuple[str, list]:
+    """(SQL, fields) of an INSERT of a model's rows given as one JSON array parameter: every
+    concrete field, as Django's own INSERT names them, but an auto-incremented primary key.
+    PostgreSQL turns the JSON into rows (`jsonb_populate_recordset`, each value through its
+    column's type): one parameter per table, nothing for the ORM to compile."""
+    if model not in _INSERTS:
+        opts = model._meta
+        fields = [
+            f
+            for f in opts.local_concrete_fields
+            if not (f.primary_key and f.get_internal_type() in ("AutoField", "BigAutoField"))
+            and not getattr(f, "generated", False)
+        ]
+        qn = connection.ops.quote_name
+        columns = ", ".join(qn(f.column) for f in fields)
+        table = qn(opts.db_table)
+        sql = (
+            f"INSERT INTO {table} ({columns}) SELECT {columns} "  # noqa: S608 (the model's names)
+            f"FROM jsonb_populate_recordset(NULL::{table}, %s::jsonb)"
+        )
+        _INSERTS[model] = (sql, fields)
+    return _INSERTS[model]
+
+
+def _json_value(value):
+    if isinstance(value, datetime):
+        return value.isoformat()  # to the microsecond, as the ORM stores it
+    if isinstance(value, (uuid.UUID, Decimal)):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} in a checkout row")
+
+
+def _insert_statement(model, instances: list) -> tuple[str, list]:
+    """The INSERT of these unsaved instances (the values their fields hold, `auto_now` set as
+    Model.save() sets it), with the rows as one JSON parameter."""
+    sql, fields = _insert_of(model)
+    rows = [{f.column: f.pre_save(instance, True) for f in fields} for instance in instances]
+    return sql, [json.dumps(rows, default=_json_value)]
+
+
+def _stock_missed(exc: DatabaseError) -> list[dict] | None:
+    """The misses `orders_stock_take()` reported ([{id, changed, available}]), or None when the
+    statement failed for another reason (e.g. the Idempotency-Key's unique index)."""
+    diag = getattr(exc.__cause__, "diag", None)
+    if diag is None or diag.message_primary != "orders_stock_take":
+        return None
+    return json.loads(diag.message_detail)
+
+
+def _order_place(
+    *,
+    email: str,
+    shipping_address: dict[str, str],
+    items: list[CartItem],
+    payment_method: str,
+    customer,
+    idempotency_key: str | None,
+    fingerprint: str,
+    fresh: bool,
+) -> Order:
+    """The checkout as one SQL statement in autocommit (its own transaction, one round trip):
+    the order, its lines, its timeline row and `order.placed` (`outbox.publish_statement`) are
+    inserted, then `orders_stock_take()` (orders migration 0007) takes the stock, the statement's
+    last work: each product row is locked from its conditional UPDATE to the commit that
+    follows at once. The products, tax rule and shipping zone come from this process's cache
+    (orders.selectors); the UPDATE re-checks each product as read (active, SKU, name, price,
+    currency) and a miss rolls everything back: `_CatalogChanged` (redone with `fresh` reads)
+    or OutOfStockError. The same rows, values and event as `_order_create` + `order_write`."""
+    wanted = _merge_items(items)
+    by_sku = checkout_products(skus=wanted, fresh=fresh)
+    unknown = sorted(set(wanted) - set(by_sku))
+    if unknown:
+        raise ApplicationError(
+            f"Unknown product: {', '.join(unknown)}.", code="unknown_sku", extra={"skus": unknown}
+        )
+    products = sorted(by_sku.values(), key=lambda p: p.pk)
+    if len({p.currency for p in products}) != 1:
+        raise ApplicationError("All items must be in one currency.", code="mixed_currency")
+    lines = [PriceLine(p.sku, p.name, wanted[p.sku], p.price) for p in map(by_sku.get, wanted)]
+    quote = price_quote(
+        lines=lines,
+        country=shipping_address["country"],
+        currency=products[0].currency,
+        cached=True,
+    )
+    now = timezone.now()
+    order = Order(
+        email=email,
+        customer=customer,
+        ship_name=shipping_address["name"],
+        ship_line1=shipping_address["line1"],
+        ship_line2=shipping_address.get("line2", ""),
+        ship_city=shipping_address["city"],
+        ship_postal_code=shipping_address["postal_code"],
+        ship_country=shipping_address["country"],
+        payment_method=payment_method,
+        currency=quote.currency,
+        payment_status=Order.PaymentStatus.PENDING,
+        idempotency_key=idempotency_key,
+        request_fingerprint=fingerprint,
+        subtotal=quote.subtotal,
+        shipping_fee=quote.shipping,
+        tax=quote.tax,
+        total=quote.total,
+        tax_name=quote.tax_name,
+        tax_rate=quote.tax_rate,
+        shipping_zone=quote.shipping_zone,
+        prices_include_tax=quote.prices_include_tax,
+        goods_shown=quote.goods_shown,
+        shipping_shown=quote.shipping_shown,
+        created_at=now,
+        last_progress_at=now,
+    )
+    order_lines = [
+        OrderLine(
+            order=order,
+            product_id=by_sku[line.sku].pk,
+            sku=line.sku,
+            name=line.name,
+            unit_price=line.unit_price,
+            quantity=line.quantity,
+            line_total=quantize(line.unit_price * line.quantity),
+        )
+        for line in lines
+    ]
+    event = current_event()
+    entry = TimelineEntry(
+        order=order,
+        type=TimelineEntry.Type.STATUS_CHANGED,
+        at=event.occurred_at if event is not None else now,
+        detail={"from": None, "to": order.status},
+    )
+    order_sql, order_params = _insert_statement(Order, [order])
+    lines_sql, lines_params = _insert_statement(OrderLine, order_lines)
+    entry_sql, entry_params = _insert_statement(TimelineEntry, [entry])
+    event_sql, event_params = outbox.publish_statement(
+        "order.placed", order.id, _order_placed_data(order, order_lines, quote)
+    )
+    # Statements built above from the models' names; every value is a parameter.
+    sql = (
+        f"WITH placed AS ({order_sql} RETURNING 1), lines AS ({lines_sql} RETURNING 1), "  # noqa: S608
+        f"timeline AS ({entry_sql} RETURNING 1), event AS ({event_sql}) "
+        # The counts make every insert run first: the stock is taken last, right before commit.
+        "SELECT orders_stock_take(%s::bigint[], %s::integer[], %s::numeric[], %s::text[], "
+        "%s::text[], %s::text) FROM (SELECT count(*) FROM placed) AS o, "
+        "(SELECT count(*) FROM lines) AS l, (SELECT count(*) FROM timeline) AS t, "
+        "(SELECT count(*) FROM event) AS e"
+    )
+    params = [
+        *order_params,
+        *lines_params,
+        *entry_params,
+        *event_params,
+        [p.pk for p in products],
+        [wanted[p.sku] for p in products],
+        [p.price for p in products],
+        [p.sku for p in products],
+        [p.name for p in products],
+        products[0].currency,
+    ]
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+    except DatabaseError as exc:
+        missed = _stock_missed(exc)
+        if missed is None:
+            raise
+        if any(m["changed"] for m in missed):
+            raise _CatalogChanged from None
+        by_pk = {p.pk: p for p in products}
+        short = [
+            {
+                "sku": by_pk[m["id"]].sku,
+                "requested": wanted[by_pk[m["id"]].sku],
+                "available": m["available"],
+            }
+            for m in sorted(missed, key=lambda m: m["id"])
+        ]
+        names = ", ".join(by_pk[m["id"]].name for m in sorted(missed, key=lambda m: m["id"]))
+        raise OutOfStockError(f"Not enough stock for: {names}.", extra={"items": short}) from None
+    logger.info("order %s (%s) placed", order.number, order.id)  # no email: PII stays out of logs
+    order._state.adding = False
+    order._state.db = connection.alias
+    order._prefetched_objects_cache = {
+        "lines": order_lines,
+        "credit_notes": [],
+        "timeline": [entry],
+    }
     return order
 
 
@@ -308,39 +523,7 @@ def order_write(
                 },
             )
         )
-    payment = {"payment_intent": payment_intent} if payment_intent else {}
-    if payment_method:
-        payment["payment_method"] = payment_method
-    publish(
-        "order.placed",
-        order.id,
-        {
-            "order_id": str(order.id),
-            "number": order.number,
-            "email": order.email,
-            "currency": order.currency,
-            "payment_method": order.payment_method,
-            # How it pays (additive to version 1): an authorization from the checkout page
-            # (`payment_intent`, captured after the invoice) or a `payment_method` to charge.
-            "payment": payment,
-            "shipping_address": order.shipping_address,
-            "items": [
-                {
-                    "sku": line.sku,
-                    "name": line.name,
-                    "quantity": line.quantity,
-                    "unit_price": line.unit_price,
-                    "line_total": line.line_total,
-                }
-                for line in order_lines
-            ],
-            # Fixed here (additive to version 1): invoicing documents them, billing charges
-            # exactly `totals.total`. Line prices are in the catalog's terms (`pricing`).
-            "totals": quote.totals(),
-            "pricing": quote.pricing(),
-            "order_url": order_link(order),
-        },
-    )
+    publish("order.placed", order.id, _order_placed_data(order, order_lines, quote))
     logger.info("order %s (%s) placed", order.number, order.id)  # no email: PII stays out of logs
     # As order_detail_queryset() would read it back: the API answers without re-reading.
     order._prefetched_objects_cache = {
@@ -351,13 +534,85 @@ def order_write(
     return order
 
 
-def _timeline(order: Order, type_: TimelineEntry.Type, detail: dict[str, Any]) -> TimelineEntry:
+def _order_placed_data(order: Order, order_lines: list[OrderLine], quote) -> dict[str, Any]:
+    """The `order.placed` payload (invoicing, billing, shipping and notifications consume it)."""
+    payment = {"payment_intent": order.payment_intent} if order.payment_intent else {}
+    if order.payment_method:
+        payment["payment_method"] = order.payment_method
+    return {
+        "order_id": str(order.id),
+        "number": order.number,
+        "email": order.email,
+        "currency": order.currency,
+        "payment_method": order.payment_method,
+        # How it pays (additive to version 1): an authorization from the checkout page
+        # (`payment_intent`, captured after the invoice) or a `payment_method` to charge.
+        "payment": payment,
+        "shipping_address": order.shipping_address,
+        "items": [
+            {
+                "sku": line.sku,
+                "name": line.name,
+                "quantity": line.quantity,
+                "unit_price": line.unit_price,
+                "line_total": line.line_total,
+            }
+            for line in order_lines
+        ],
+        # Fixed here (additive to version 1): invoicing documents them, billing charges
+        # exactly `totals.total`. Line prices are in the catalog's terms (`pricing`).
+        "totals": quote.totals(),
+        "pricing": quote.pricing(),
+        "order_url": order_link(order),
+    }
+
+
+def _timeline(
+    order: Order | None, type_: TimelineEntry.Type, detail: dict[str, Any], *, order_id=None
+) -> TimelineEntry:
     """A timeline row, dated when its fact happened: while a subscriber handles an event, the
     event's `occurred_at` (a delivery retried for minutes must not put "payment received" after
-    the email that reported it); otherwise now (checkout, an operator's action)."""
+    the email that reported it); otherwise now (checkout, an operator's action). `order_id`
+    instead of the order: a row that needs nothing of the order (no lock, no read)."""
+    row = _timeline_row(order, type_, detail, order_id=order_id)
+    row.save(force_insert=True)
+    return row
+
+
+def _timeline_row(
+    order: Order | None, type_: TimelineEntry.Type, detail: dict[str, Any], *, order_id=None
+) -> TimelineEntry:
+    """`_timeline`'s row, not saved yet (`_Writes`)."""
     event = current_event()
     at = event.occurred_at if event is not None else timezone.now()
-    return TimelineEntry.objects.create(order=order, type=type_, at=at, detail=detail)
+    if order is None:
+        return TimelineEntry(order_id=order_id, type=type_, at=at, detail=detail)
+    return TimelineEntry(order=order, type=type_, at=at, detail=detail)
+
+
+class _Writes:
+    """What a fact and the move it causes write on one locked order, saved together: one
+    UPDATE of the order's changed fields and one INSERT of its timeline rows (in order)."""
+
+    def __init__(self, order: Order):
+        self.order = order
+        self.fields: list[str] = []
+        self.rows: list[TimelineEntry] = []
+
+    def update(self, *fields: str) -> None:
+        self.fields += [f for f in fields if f not in self.fields]
+
+    def timeline(self, type_: TimelineEntry.Type, detail: dict[str, Any]) -> None:
+        self.rows.append(_timeline_row(self.order, type_, detail))
+
+    def save(self) -> None:
+        if self.fields:
+            self.order.save(update_fields=[*self.fields, "updated_at"])
+        if len(self.rows) == 1:
+            self.rows[0].save(force_insert=True)
+        elif self.rows:
+            TimelineEntry.objects.bulk_create(self.rows)
+        self.fields, self.rows = [], []
 
 
 def _lock(order_id) -> Order:
@@ -369,22 +624,31 @@ def order_transition(*, order_id, to: str, reason: str = "") -> bool:
     """The one way an order changes status: lock, check the move against ALLOWED_TRANSITIONS,
     write the timeline row, run the effects of entering the new status. Returns False (and
     changes nothing) for a move that is not allowed, e.g. a late event after a later status."""
-    order = _lock(order_id)
+    return _transition(_lock(order_id), to=to, reason=reason)
+
+
+def _transition(order: Order, *, to: str, reason: str = "", writes: _Writes | None = None) -> bool:
+    """`order_transition` on an order already locked in the caller's transaction (a fact and
+    the move it causes, recorded under one lock: `then=` of the `order_record_*` services).
+    `writes`: the fact's own writes, not saved yet: saved with the move's (or alone)."""
+    writes = writes or _Writes(order)
     if to == order.status or to not in ALLOWED_TRANSITIONS[order.status]:
         if to != order.status:
             logger.info(
                 "order %s: ignored move %s -> %s (%s)", order.id, order.status, to, reason or "-"
             )
+        writes.save()
         return False
     previous = order.status
     order.status = to
     order.last_progress_at = timezone.now()
     order.stuck_since = None
-    order.save(update_fields=["status", "last_progress_at", "stuck_since", "updated_at"])
+    writes.update("status", "last_progress_at", "stuck_since")
     detail = {"from": previous, "to": to}
     if reason:
         detail["reason"] = reason
-    _timeline(order, TimelineEntry.Type.STATUS_CHANGED, detail)
+    writes.timeline(TimelineEntry.Type.STATUS_CHANGED, detail)
+    writes.save()
     logger.info("order %s: %s -> %s", order.id, previous, to)
 
     if to in (Order.Status.CANCELLED, Order.Status.REFUNDED):
@@ -434,14 +698,16 @@ def _stock_release(order: Order) -> None:
 
 @transaction.atomic
 def order_record_invoice(
-    *, order_id, number: str, pdf_path: str, totals: dict[str, Decimal | str]
+    *, order_id, number: str, pdf_path: str, totals: dict[str, Decimal | str], then: str = ""
 ) -> None:
     """The invoice's number and PDF. The totals are the order's own, fixed when it was placed;
-    only an order placed before that existed takes them from the invoice."""
+    only an order placed before that existed takes them from the invoice. `then`: the status
+    to move to afterwards, under the same lock (as `order_transition` would)."""
     order = _lock(order_id)
+    writes = _Writes(order)
     order.invoice_number = number
     order.invoice_pdf_path = pdf_path
-    update = ["invoice_number", "invoice_pdf_path", "updated_at"]
+    update = ["invoice_number", "invoice_pdf_path"]
     invoiced = {k: Decimal(totals[k]) for k in ("subtotal", "shipping", "tax", "total")}
     if order.total is None:
         order.subtotal, order.shipping_fee = invoiced["subtotal"], invoiced["shipping"]
@@ -455,10 +721,14 @@ def order_record_invoice(
             invoiced["total"],
             order.total,
         )
-    order.save(update_fields=update)
-    _timeline(
-        order, TimelineEntry.Type.INVOICE_ISSUED, {"number": number, "total": str(order.total)}
+    writes.update(*update)
+    writes.timeline(
+        TimelineEntry.Type.INVOICE_ISSUED, {"number": number, "total": str(order.total)}
     )
+    if then:
+        _transition(order, to=then, writes=writes)
+    else:
+        writes.save()
 
 
 # Facts only move forward too: a late or duplicated event never overwrites a later fact (a
@@ -481,10 +751,29 @@ def _is_forward(ranks: dict[str, int], current: str, new: str) -> bool:
 
 @transaction.atomic
 def order_record_payment(
-    *, order_id, status: str, message: str = "", client_secret: str = ""
+    *,
+    order_id,
+    status: str,
+    message: str = "",
+    client_secret: str = "",
+    then: str = "",
+    reason: str = "",
 ) -> bool:
-    """Record what billing reported about the payment. Returns False for a stale fact."""
+    """Record what billing reported about the payment. Returns False for a stale fact. `then`
+    (with `reason`): the status to move to afterwards, stale fact or not, under the same lock
+    (as `order_transition` would)."""
     order = _lock(order_id)
+    writes = _Writes(order)
+    recorded = _record_payment(writes, status=status, message=message, client_secret=client_secret)
+    if then:
+        _transition(order, to=then, reason=reason, writes=writes)
+    else:
+        writes.save()
+    return recorded
+
+
+def _record_payment(writes: _Writes, *, status: str, message: str, client_secret: str) -> bool:
+    order = writes.order
     if not _is_forward(PAYMENT_STATUS_RANK, order.payment_status, status):
         logger.info(
             "order %s: ignored stale payment fact %s (now %s)",
@@ -495,15 +784,14 @@ def order_record_payment(
         return False
     order.payment_status = status
     order.payment_message = message[:500]
-    update = ["payment_status", "payment_message", "updated_at"]
+    writes.update("payment_status", "payment_message")
     if client_secret:
         order.payment_client_secret = client_secret
-        update.append("payment_client_secret")
-    order.save(update_fields=update)
+        writes.update("payment_client_secret")
     detail = {"status": status}
     if message:
         detail["message"] = message
-    _timeline(order, TimelineEntry.Type.PAYMENT, detail)
+    writes.timeline(TimelineEntry.Type.PAYMENT, detail)
     return True
 
 
@@ -522,10 +810,33 @@ def order_record_refund(*, order_id, amount: Decimal, full: bool, reason: str = 
 
 @transaction.atomic
 def order_record_shipment(
-    *, order_id, status: str, carrier: str = "", tracking_number: str = "", reason: str = ""
+    *,
+    order_id,
+    status: str,
+    carrier: str = "",
+    tracking_number: str = "",
+    reason: str = "",
+    then: str = "",
 ) -> bool:
-    """Record what shipping reported. Returns False for a stale fact (nothing changes)."""
+    """Record what shipping reported. Returns False for a stale fact (nothing changes). `then`:
+    the status to move to afterwards, stale fact or not, under the same lock (as
+    `order_transition` would)."""
     order = _lock(order_id)
+    writes = _Writes(order)
+    recorded = _record_shipment(
+        writes, status=status, carrier=carrier, tracking_number=tracking_number, reason=reason
+    )
+    if then:
+        _transition(order, to=then, writes=writes)
+    else:
+        writes.save()
+    return recorded
+
+
+def _record_shipment(
+    writes: _Writes, *, status: str, carrier: str, tracking_number: str, reason: str
+) -> bool:
+    order = writes.order
     if not _is_forward(SHIPMENT_STATUS_RANK, order.shipment_status, status):
         logger.info(
             "order %s: ignored stale shipment fact %s (now %s)",
@@ -535,18 +846,17 @@ def order_record_shipment(
         )
         return False
     order.shipment_status = status
-    update = ["shipment_status", "updated_at"]
+    writes.update("shipment_status")
     if carrier:
         order.carrier = carrier
         order.tracking_number = tracking_number
-        update += ["carrier", "tracking_number"]
-    order.save(update_fields=update)
+        writes.update("carrier", "tracking_number")
     detail = {"status": status}
     if tracking_number:
         detail["tracking_number"] = tracking_number
     if reason:
         detail["reason"] = reason
-    _timeline(order, TimelineEntry.Type.SHIPMENT, detail)
+    writes.timeline(TimelineEntry.Type.SHIPMENT, detail)
     return True
 
 
@@ -571,18 +881,17 @@ def order_record_authorization_released(*, order_id, amount: str, currency: str)
     )
 
 
-@transaction.atomic
 def order_record_email(*, order_id, kind: str, resend: bool = False, resent_by: str = "") -> None:
     """An email went to the customer: a timeline row (`email_sent`); an operator's resend is
     marked as one (`resend: true`, and who asked: `resent_by`), not told as a second email of
-    its kind."""
-    order = _lock(order_id)
+    its kind. One INSERT (atomic by itself): the row changes nothing of the order, so the order
+    is neither locked nor read (the foreign key still refuses an unknown order)."""
     detail: dict[str, Any] = {"kind": kind}
     if resend:
         detail["resend"] = True
     if resent_by:
         detail["resent_by"] = resent_by
-    _timeline(order, TimelineEntry.Type.EMAIL_SENT, detail)
+    _timeline(None, TimelineEntry.Type.EMAIL_SENT, detail, order_id=order_id)
 
 
 def stuck_cutoff():

@@ -13,6 +13,7 @@ with transaction.atomic():
     ...business writes...
     publish("order.placed", order.id, {...})
 
+sql, params = outbox.publish_statement("order.placed", order_id, {...})  # one-statement writers
 outbox.redeliver(order.id)    # retry what an order is stuck on (the admin, stuck orders)
 outbox.undelivered(order.id)  # its failing subscribers and unsent events, for display
 """
@@ -27,6 +28,20 @@ def publish(event_type, aggregate_id, data, *, version=1):
     from outbox.services import event_publish
 
     return event_publish(
+        event_type=event_type, aggregate_id=aggregate_id, data=data, version=version
+    )
+
+
+def publish_statement(event_type, aggregate_id, data, *, version=1) -> tuple[str, list]:
+    """`publish()` for a caller that writes its business change and the event in one SQL
+    statement on PostgreSQL (a CTE sent in autocommit: one round trip, commit included).
+    Returns (sql, params) of the INSERT of the same outbox row `publish()` writes; the caller
+    embeds it (`WITH …, event AS (<sql>) …`) and runs it: that statement is the transaction, so
+    the event commits or rolls back with the business rows, and the relays are woken at commit
+    (the NOTIFY trigger) as for `publish()`."""
+    from outbox.services import event_insert_statement
+
+    return event_insert_statement(
         event_type=event_type, aggregate_id=aggregate_id, data=data, version=version
     )
 
@@ -126,6 +141,7 @@ __all__ = (
     "open_failure_aggregates",
     "open_failures_by_subscriber",
     "publish",
+    "publish_statement",
     "redeliver",
     "subscriber",
     "undelivered",

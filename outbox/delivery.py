@@ -12,8 +12,8 @@ Two kinds of subscriber (outbox.registry.subscriber):
   make it idempotent: a redelivery before it finished resumes from the last committed phase; the
   inbox claim is written after it returns, so a redelivery after that does nothing.
 
-Failures are recorded (in their own transaction) for the admin, with the order id, and cleared on
-success.
+Failures are recorded (in their own transaction) for the admin, with the order id, and resolved on
+success by the inbox claim itself (same statement: no extra round trip or transaction).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from outbox.observe import observed
 from outbox.registry import Subscriber, get_subscriber
 from outbox.services import (
     delivery_failure_record,
-    delivery_failure_resolve,
     inbox_claim,
+    inbox_claim_handled,
     inbox_has,
 )
 
@@ -89,7 +89,6 @@ def deliver(
             event=event, subscriber=sub.name, error=f"{type(exc).__name__}: {exc}"
         )
         raise
-    delivery_failure_resolve(event=event, subscriber=sub.name)
     return True
 
 
@@ -105,6 +104,5 @@ def _run_phased(sub: Subscriber, event: Event) -> bool:
     if inbox_has(event=event, subscriber=sub.name):
         return False
     sub.handler(event)  # no transaction open: its phases commit on their own
-    with transaction.atomic(durable=True):
-        inbox_claim(event=event, subscriber=sub.name)
+    inbox_claim_handled(event=event, subscriber=sub.name)  # one statement, atomic by itself
     return True

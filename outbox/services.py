@@ -51,38 +51,101 @@ def event_publish(
     return row
 
 
-def inbox_claim(*, event: Event, subscriber: str) -> bool:
-    """Record that `subscriber` handles `event`; False when it already did (a redelivery).
-
-    Runs in the subscriber's transaction: if the handler fails, the claim rolls back with it. A
-    concurrent duplicate blocks on the unique index until the first commits, then finds it."""
-    if not transaction.get_connection().in_atomic_block:
-        raise OutboxError("inbox_claim() must run inside the subscriber's transaction")
-    field = InboxMessage._meta.get_field("event_id")
-    # The table name comes from the model; every value is a parameter.
+def event_insert_statement(
+    *, event_type: str, aggregate_id: Any, data: dict[str, Any], version: int = 1
+) -> tuple[str, list[Any]]:
+    """The INSERT of the row `event_publish` writes, as SQL and parameters (PostgreSQL), for a
+    caller that writes its business rows and the event in ONE statement (a CTE sent in
+    autocommit: one round trip, commit included; orders' checkout, issue 11). Nothing is
+    written here: the caller runs it, and its statement is the transaction that publishes it
+    together with the business change, so the event is never sent for a rollback nor lost. It
+    ends with `RETURNING id` (a CTE can count it). The row is the same (values, defaults,
+    correlation id of the event being handled), and the NOTIFY trigger of migration 0002 wakes
+    the relays when it commits."""
+    # Serialised here: a payload that is not JSON fails in the caller, not in the relay.
+    payload = json.dumps(data, cls=DjangoJSONEncoder)
+    cause = current_event.get()
+    now = timezone.now()
     sql = (
+        f"INSERT INTO {OutboxEvent._meta.db_table} "  # noqa: S608 (the model's table; values are parameters)
+        "(event_id, type, version, aggregate_id, correlation_id, occurred_at, data, status, "
+        "attempts, next_attempt_at, last_error, published_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, 0, %s, '', NULL) RETURNING id"
+    )
+    params = [
+        uuid.uuid4(),
+        event_type,
+        version,
+        str(aggregate_id),
+        cause.correlation_id if cause else uuid.uuid4(),
+        now,
+        payload,
+        OutboxEvent.Status.PENDING.value,
+        now,
+    ]
+    return sql, params
+
+
+def _claim(*, event: Event, subscriber: str, resolve: bool) -> bool:
+    """INSERT the inbox row (ON CONFLICT DO NOTHING); with `resolve`, the subscriber's failure
+    record of the event (if any) is marked resolved in the same statement on PostgreSQL (a
+    data-modifying CTE: one round trip, no separate transaction), in a second one elsewhere.
+    Table names come from the models; every value is a parameter."""
+    event_id = InboxMessage._meta.get_field("event_id").get_db_prep_value(event.id, connection)
+    now = timezone.now()
+    insert = (
         f"INSERT INTO {InboxMessage._meta.db_table} "  # noqa: S608
         "(event_id, subscriber, event_type, aggregate_id, handled_at) "
         "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (event_id, subscriber) DO NOTHING"
     )
+    params = [event_id, subscriber, event.type, event.aggregate_id, now]
+    resolve_sql = (
+        f"UPDATE {FailedDelivery._meta.db_table} SET resolved_at = %s "  # noqa: S608
+        "WHERE event_id = %s AND subscriber = %s AND resolved_at IS NULL"
+    )
     with connection.cursor() as cursor:
-        cursor.execute(
-            sql,
-            [
-                field.get_db_prep_value(event.id, connection),
-                subscriber,
-                event.type,
-                event.aggregate_id,
-                timezone.now(),
-            ],
-        )
-        return cursor.rowcount == 1
+        if resolve and connection.vendor == "postgresql":
+            cursor.execute(
+                f"WITH resolved AS ({resolve_sql}) {insert}", [now, event_id, subscriber, *params]
+            )
+            return cursor.rowcount == 1
+        cursor.execute(insert, params)
+        claimed = cursor.rowcount == 1
+        if resolve:
+            cursor.execute(resolve_sql, [now, event_id, subscriber])
+        return claimed
+
+
+def inbox_claim(*, event: Event, subscriber: str) -> bool:
+    """Record that `subscriber` handles `event`; False when it already did (a redelivery).
+
+    Runs in the subscriber's transaction: if the handler fails, the claim rolls back with it. A
+    concurrent duplicate blocks on the unique index until the first commits, then finds it.
+    The subscriber's failure record of the event, if any, is resolved with it: it commits only
+    with the handler's work (or with a duplicate, which proves the event was handled)."""
+    if not transaction.get_connection().in_atomic_block:
+        raise OutboxError("inbox_claim() must run inside the subscriber's transaction")
+    return _claim(event=event, subscriber=subscriber, resolve=True)
+
+
+def inbox_claim_handled(*, event: Event, subscriber: str) -> bool:
+    """For a subscriber that runs outside a transaction, once its handler has returned: record
+    it in the inbox and resolve its failure record of the event, in one statement (atomic on
+    its own: no transaction needed). False if the inbox had it already."""
+    return _claim(event=event, subscriber=subscriber, resolve=True)
 
 
 def inbox_has(*, event: Event, subscriber: str) -> bool:
     """Whether `subscriber` already handled `event` (for subscribers that run outside a
     transaction and claim the inbox when they are done)."""
-    return InboxMessage.objects.filter(event_id=event.id, subscriber=subscriber).exists()
+    event_id = InboxMessage._meta.get_field("event_id").get_db_prep_value(event.id, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM {InboxMessage._meta.db_table} "  # noqa: S608
+            "WHERE event_id = %s AND subscriber = %s LIMIT 1",
+            [event_id, subscriber],
+        )
+        return cursor.fetchone() is not None
 
 
 def delivery_failure_record(*, event: Event, subscriber: str, error: str) -> FailedDelivery:
@@ -110,6 +173,8 @@ def delivery_failure_record(*, event: Event, subscriber: str, error: str) -> Fai
 
 
 def delivery_failure_resolve(*, event: Event, subscriber: str) -> None:
+    """Mark the subscriber's failure record of the event resolved. Deliveries do this with their
+    inbox claim (`inbox_claim`, `inbox_claim_handled`)."""
     FailedDelivery.objects.filter(
         event_id=event.id, subscriber=subscriber, resolved_at__isnull=True
     ).update(resolved_at=timezone.now())

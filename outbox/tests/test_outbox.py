@@ -269,3 +269,34 @@ def test_a_committed_publish_wakes_a_listening_relay_and_a_rolled_back_one_does_
         assert [n.channel for n in woken] == ["chargeflow_outbox"]
     finally:
         listener.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failure_is_resolved_by_the_successful_delivery_claim_itself():
+    """The inbox claim resolves the subscriber's failure record in the same statement (issue 11:
+    no UPDATE and no transaction of its own after every delivery): resolved when a retry
+    succeeds, left open while it fails, and a first delivery costs no extra statement."""
+    from django.test.utils import CaptureQueriesContext
+
+    failing = make_event(fail=True)
+    with pytest.raises(RuntimeError):
+        deliver(subscriber_name="orders.test_ping_recorder", envelope=failing)
+    with pytest.raises(RuntimeError):
+        deliver(subscriber_name="orders.test_ping_recorder", envelope=failing, attempt=2)
+    failure = FailedDelivery.objects.get(subscriber="orders.test_ping_recorder")
+    assert (failure.attempts, failure.resolved_at) == (2, None)
+
+    # The cause is fixed (here: the same event without the fault) and a retry succeeds.
+    fixed = {**failing, "data": {}}
+    assert deliver(subscriber_name="orders.test_ping_recorder", envelope=fixed, attempt=3)
+    failure.refresh_from_db()
+    assert failure.resolved_at is not None
+    assert InboxMessage.objects.filter(event_id=failing["id"]).count() == 1
+
+    # A clean first delivery: BEGIN, the claim (with the resolve), COMMIT; nothing after.
+    with CaptureQueriesContext(connection) as queries:
+        assert deliver(subscriber_name="orders.test_ping_recorder", envelope=make_event(n="x"))
+    statements = [q["sql"].split()[0].upper() for q in queries.captured_queries]
+    if connection.vendor == "postgresql":
+        assert statements == ["BEGIN", "WITH", "COMMIT"]
+    assert not any(s == "UPDATE" for s in statements)
