@@ -116,18 +116,34 @@ def price_quote(
     `cached`: the country's tax rule and shipping rule from this process's cache (the API's
     checkout; `price_rules_cached`)."""
     country = country.upper()
-    if cached:
-        tax, shipping = price_rules_cached(country=country)
-    else:
-        tax, shipping = tax_rule_for(country=country), shipping_rule_for(country=country)
-    return calculate_quote(
-        lines=lines,
-        country=country,
-        currency=currency or settings.SHOP_CURRENCY,
-        tax=tax,
-        shipping=shipping,
-        prices_include_tax=settings.PRICES_INCLUDE_TAX,
-    )
+    currency = currency or settings.SHOP_CURRENCY
+    if not cached:
+        return calculate_quote(
+            lines=lines,
+            country=country,
+            currency=currency,
+            tax=tax_rule_for(country=country),
+            shipping=shipping_rule_for(country=country),
+            prices_include_tax=settings.PRICES_INCLUDE_TAX,
+        )
+    tax, shipping = price_rules_cached(country=country)
+    # A Quote is a pure function of these (frozen values): the same cart priced again is a
+    # lookup (the popular product's checkout, issue 11).
+    key = (tuple(lines), country, currency, tax, shipping, settings.PRICES_INCLUDE_TAX)
+    quote = _quotes.get(key)
+    if quote is None:
+        quote = calculate_quote(
+            lines=key[0],
+            country=country,
+            currency=currency,
+            tax=tax,
+            shipping=shipping,
+            prices_include_tax=key[5],
+        )
+        if len(_quotes) >= QUOTES_CACHED_MAX:
+            _quotes.clear()
+        _quotes[key] = quote
+    return quote
 
 
 # --- Per-process caches of the API checkout (issue 11) ----------------------------------------
@@ -138,12 +154,19 @@ def price_quote(
 _products: dict[str, tuple[float, Product]] = {}
 PRODUCT_TTL_FACTOR = 12  # products: 60 s with the default 5 s
 PRODUCTS_CACHED_MAX = 5000
+_whole_catalog_due = [0.0]  # when a miss may read the whole catalog again (time.monotonic())
 _price_rules: dict[str, tuple[float, TaxRule, ShippingRule]] = {}
 
 
+_quotes: dict[tuple, Quote] = {}
+QUOTES_CACHED_MAX = 2000
+
+
 def checkout_caches_clear() -> None:
+    _whole_catalog_due[0] = 0.0
     _products.clear()
     _price_rules.clear()
+    _quotes.clear()
 
 
 def price_rules_cached(*, country: str) -> tuple[TaxRule, ShippingRule]:
@@ -163,11 +186,13 @@ def price_rules_cached(*, country: str) -> tuple[TaxRule, ShippingRule]:
 
 def checkout_products(*, skus: Iterable[str], fresh: bool = False) -> dict[str, Product]:
     """The active products of these SKUs ({sku: Product}; unknown or withdrawn ones are left
-    out), reused for PRODUCT_TTL_FACTOR x CHECKOUT_CATALOG_CACHE_SECONDS unless `fresh` (at most
-    PRODUCTS_CACHED_MAX of them). Safe to be stale: the
-    checkout's reservation (`orders_stock_take`) takes the stock only of a product still active
-    with the same SKU, name, price and currency, and the checkout is redone with `fresh=True`
-    otherwise. Never use the cached `stock`: it is not maintained."""
+    out), reused for PRODUCT_TTL_FACTOR x CHECKOUT_CATALOG_CACHE_SECONDS unless `fresh`. Safe
+    to be stale: the checkout's reservation (`orders_stock_take`) takes the stock only of a
+    product still active with the same SKU, name, price and currency, and the checkout is
+    redone with `fresh=True` otherwise. Never use the cached `stock`: it is not maintained.
+
+    A miss reads the whole active catalog when it has at most PRODUCTS_CACHED_MAX products (one
+    query per process and TTL instead of one per SKU), else only the SKUs asked for."""
     now = time.monotonic()
     found: dict[str, Product] = {}
     missing = []
@@ -177,18 +202,33 @@ def checkout_products(*, skus: Iterable[str], fresh: bool = False) -> dict[str, 
             found[sku] = hit[1]
         else:
             missing.append(sku)
-    if missing:
-        # Longer than the price rules: a stale product costs one redo, never a wrong order.
-        ttl = settings.CHECKOUT_CATALOG_CACHE_SECONDS * PRODUCT_TTL_FACTOR
+    if not missing:
+        return found
+    # Longer than the price rules: a stale product costs one redo, never a wrong order.
+    ttl = settings.CHECKOUT_CATALOG_CACHE_SECONDS * PRODUCT_TTL_FACTOR
+    if ttl <= 0:
+        found.update((p.sku, p) for p in Product.objects.filter(sku__in=missing, is_active=True))
+        return found
+    rows = None
+    if not fresh and _whole_catalog_due[0] <= now:
+        _whole_catalog_due[0] = now + ttl  # tried at most once per TTL
+        rows = list(Product.objects.filter(is_active=True).order_by()[: PRODUCTS_CACHED_MAX + 1])
+        if len(rows) > PRODUCTS_CACHED_MAX:
+            rows = None  # a large catalog: SKU by SKU
+        else:
+            _products.clear()
+    if rows is None:
         if len(_products) + len(missing) > PRODUCTS_CACHED_MAX:
             _products.clear()
-        for product in Product.objects.filter(sku__in=missing, is_active=True):
-            found[product.sku] = product
-            if ttl > 0:
-                _products[product.sku] = (now + ttl, product)
-        for sku in missing:
-            if sku not in found:
-                _products.pop(sku, None)
+        rows = Product.objects.filter(sku__in=missing, is_active=True)
+    loaded = {product.sku: product for product in rows}
+    for sku, product in loaded.items():
+        _products[sku] = (now + ttl, product)
+    for sku in missing:
+        if sku in loaded:
+            found[sku] = loaded[sku]
+        else:
+            _products.pop(sku, None)  # unknown or withdrawn: asked again next time
     return found
 
 

@@ -177,65 +177,69 @@ class OrderSerializer(serializers.Serializer):
     """The order as clients see it. `access_token` is added by the create view only."""
 
     def to_representation(self, order: Order) -> dict:
-        request = self.context.get("request")
-        totals = None
-        if order.total is not None:
-            totals = {
-                "subtotal": str(order.subtotal),
-                "shipping": str(order.shipping_fee),
-                "tax": str(order.tax),
-                "total": str(order.total),
-                "currency": order.currency,
-            }
-        invoice = None
-        if order.invoice_number:
-            invoice = {
-                "number": order.invoice_number,
-                "pdf_url": _document_url(request, "api:order-invoice-pdf", order),
-            }
-        shipment = None
-        if order.shipment_status:
-            shipment = {
-                "carrier": order.carrier or None,
-                "tracking_number": order.tracking_number or None,
-                "status": order.shipment_status,
-            }
-        return {
-            "id": str(order.id),
-            "number": order.number,
-            "status": order.status,
-            "email": order.email,
-            "items": [
-                {
-                    "sku": line.sku,
-                    "name": line.name,
-                    "quantity": line.quantity,
-                    "unit_price": str(line.unit_price),
-                    "line_total": str(line.line_total),
-                }
-                for line in order.lines.all()
-            ],
-            "totals": totals,
-            "invoice": invoice,
-            "credit_notes": [
-                {
-                    "number": note.number,
-                    "amount": str(note.amount),
-                    "pdf_url": _document_url(
-                        request, "api:order-credit-note-pdf", order, number=note.number
-                    ),
-                }
-                for note in order.credit_notes.all()
-            ],
-            "payment": {"status": order.payment_status} if order.payment_status else None,
-            "shipment": shipment,
-            "timeline": [
-                {"type": entry.type, "at": entry.at.isoformat(), "detail": entry.detail}
-                for entry in order.timeline.all()
-            ],
+        return order_representation(order, self.context.get("request"))
+
+
+def order_representation(order: Order, request=None) -> dict:
+    """OrderSerializer's representation, without building a serializer (the create view)."""
+    totals = None
+    if order.total is not None:
+        totals = {
+            "subtotal": str(order.subtotal),
+            "shipping": str(order.shipping_fee),
+            "tax": str(order.tax),
+            "total": str(order.total),
+            "currency": order.currency,
         }
+    invoice = None
+    if order.invoice_number:
+        invoice = {
+            "number": order.invoice_number,
+            "pdf_url": _document_url(request, "api:order-invoice-pdf", order),
+        }
+    shipment = None
+    if order.shipment_status:
+        shipment = {
+            "carrier": order.carrier or None,
+            "tracking_number": order.tracking_number or None,
+            "status": order.shipment_status,
+        }
+    return {
+        "id": str(order.id),
+        "number": order.number,
+        "status": order.status,
+        "email": order.email,
+        "items": [
+            {
+                "sku": line.sku,
+                "name": line.name,
+                "quantity": line.quantity,
+                "unit_price": str(line.unit_price),
+                "line_total": str(line.line_total),
+            }
+            for line in order.lines.all()
+        ],
+        "totals": totals,
+        "invoice": invoice,
+        "credit_notes": [
+            {
+                "number": note.number,
+                "amount": str(note.amount),
+                "pdf_url": _document_url(
+                    request, "api:order-credit-note-pdf", order, number=note.number
+                ),
+            }
+            for note in order.credit_notes.all()
+        ],
+        "payment": {"status": order.payment_status} if order.payment_status else None,
+        "shipment": shipment,
+        "timeline": [
+            {"type": entry.type, "at": entry.at.isoformat(), "detail": entry.detail}
+            for entry in order.timeline.all()
+        ],
+    }
 
 
 def order_with_token(order: Order, context: dict) -> dict:
-    data = OrderSerializer(order, context=context).data
+    data = order_representation(order, context.get("request"))
     return {**data, "access_token": order_access_token(order.id)}

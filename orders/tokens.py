@@ -10,11 +10,14 @@
 
 Rotating SECRET_KEY invalidates both."""
 
+import uuid
 from datetime import timedelta
 
 from django.conf import settings
 from django.core import signing
-from django.urls import reverse
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 
@@ -58,9 +61,29 @@ def order_link_valid(order, token: str | None) -> bool:
     )
 
 
+# The order page's path with a placeholder id, per script prefix and URLconf: reverse() with a
+# namespace costs more than the rest of the link (it is in every order.placed; issue 11).
+_PLACEHOLDER = str(uuid.UUID(int=0))
+_detail_paths: dict[tuple, str] = {}
+
+
+@receiver(setting_changed)
+def _urls_changed(*, setting, **_kwargs) -> None:
+    if setting == "ROOT_URLCONF":
+        _detail_paths.clear()
+
+
+def order_path(order_id) -> str:
+    """reverse("orders:order-detail", args=[order_id])"""
+    key = (get_script_prefix(), get_urlconf())
+    template = _detail_paths.get(key)
+    if template is None:
+        template = _detail_paths[key] = reverse("orders:order-detail", args=[_PLACEHOLDER])
+    return template.replace(_PLACEHOLDER, str(order_id))
+
+
 def order_link(order) -> str:
-    path = reverse("orders:order-detail", args=[order.id])
-    return f"{settings.SITE_URL}{path}?token={order_link_token(order.id)}"
+    return f"{settings.SITE_URL}{order_path(order.id)}?token={order_link_token(order.id)}"
 
 
 def session_grant(session, order_id) -> None:

@@ -329,9 +329,10 @@ class Listener:
         started = time.monotonic()
         for _ in self.conn.notifies(timeout=timeout, stop_after=1):
             break
-        # Drain the rest of a burst without waiting.
+        # Drain what else arrived, without waiting (timeout=0 polls once): a wait here, even
+        # of a millisecond, is added to every event's commit -> handler time.
         if time.monotonic() - started < timeout:
-            for _ in self.conn.notifies(timeout=0.001):
+            for _ in self.conn.notifies(timeout=0):
                 pass
 
     def close(self) -> None:

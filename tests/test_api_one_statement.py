@@ -211,3 +211,13 @@ def test_a_committed_checkout_wakes_a_listening_relay(api, catalog):
         assert [n.channel for n in woken] == ["chargeflow_outbox"]
     finally:
         listener.close()
+
+
+def test_one_read_of_the_catalog_serves_every_sku(api, catalog):
+    create(api, key="warm")  # the first miss reads the whole (small) catalog once
+    body = copy.deepcopy(BODY)
+    body["items"] = [{"sku": "HEAD-01", "quantity": 1}]
+    with CaptureQueriesContext(connection) as queries:
+        response = create(api, body, key="other-sku")
+    assert response.status_code == 201, response.content
+    assert len(queries.captured_queries) == 1
