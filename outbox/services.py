@@ -37,15 +37,45 @@ def event_publish(
     if not transaction.get_connection().in_atomic_block:
         raise OutboxError("publish() must be called inside transaction.atomic()")
     # A JSON round trip turns Decimals into strings and fails here, not in the relay.
-    payload = json.loads(json.dumps(data, cls=DjangoJSONEncoder))
+    text = json.dumps(data, cls=DjangoJSONEncoder)
     cause = current_event.get()
-    row = OutboxEvent.objects.create(
+    now = timezone.now()
+    row = OutboxEvent(
+        event_id=uuid.uuid4(),
         type=event_type,
         version=version,
         aggregate_id=str(aggregate_id),
         correlation_id=cause.correlation_id if cause else uuid.uuid4(),
-        data=payload,
+        occurred_at=now,
+        data=json.loads(text),
+        next_attempt_at=now,
     )
+    if connection.vendor != "postgresql":
+        row.save(force_insert=True)
+        return row
+    # The same row, without compiling an ORM INSERT for every event a handler publishes.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {OutboxEvent._meta.db_table} "  # noqa: S608 (the model's table)
+            "(event_id, type, version, aggregate_id, correlation_id, occurred_at, data, status, "
+            "attempts, next_attempt_at, last_error, published_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, NULL) RETURNING id",
+            [
+                row.event_id,
+                row.type,
+                row.version,
+                row.aggregate_id,
+                row.correlation_id,
+                row.occurred_at,
+                text,
+                row.status,
+                row.attempts,
+                row.next_attempt_at,
+                row.last_error,
+            ],
+        )
+        row.pk = cursor.fetchone()[0]
+    row._state.adding, row._state.db = False, connection.alias
     # On PostgreSQL the insert NOTIFYs NOTIFY_CHANNEL by itself (a trigger, migration 0002):
     # delivered at commit only, collapsed per transaction, it wakes the relays.
     return row
