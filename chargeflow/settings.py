@@ -186,6 +186,9 @@ else:
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# The statements run for every order (the API checkout, the relay's claim and mark) are prepared
+# per connection on PostgreSQL (chargeflow/db.py); off behind a pooler that cannot keep them.
+DATABASE_PREPARED = env_bool("DATABASE_PREPARED_STATEMENTS", True)
 
 # --- Cache and sessions: Redis when REDIS_URL is set, the database cache otherwise ------------
 REDIS_URL = env("REDIS_URL")
