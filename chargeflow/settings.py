@@ -554,6 +554,10 @@ CELERY_BEAT_SCHEDULE = {
 # --- Outbox ----------------------------------------------------------------------------------
 OUTBOX_RELAY_BATCH_SIZE = env_int("OUTBOX_RELAY_BATCH_SIZE", 100)
 OUTBOX_RELAY_POLL_SECONDS = float(env("OUTBOX_RELAY_POLL_SECONDS", "0.5"))
+# After a batch that found events, the relay waits this long before the next claim, so that under
+# load a batch carries several events (cheaper per event); an event committed while the relay is
+# idle is claimed at once. 0: claim again immediately.
+OUTBOX_RELAY_GATHER_SECONDS = float(env("OUTBOX_RELAY_GATHER_SECONDS", "0.01"))
 OUTBOX_RETENTION_DAYS = env_int("OUTBOX_RETENTION_DAYS", 7)
 
 # --- Logging ---------------------------------------------------------------------------------

@@ -269,6 +269,7 @@ class Relay:
         exits for it. A failed publish of a single row is handled inside `run_once` instead
         (the row records it and is retried later)."""
         use_listen = connection.vendor == "postgresql"
+        gather = settings.OUTBOX_RELAY_GATHER_SECONDS
         logger.info(
             "relay started (batch %s, %s)",
             self.batch_size,
@@ -287,6 +288,13 @@ class Relay:
                         failures = 0
                     if claimed >= self.batch_size:
                         continue  # more may be waiting
+                    if claimed and gather:
+                        # Busy: let the next commits gather into one batch. A batch costs
+                        # ~1.5 ms of the relay's CPU and ~1 ms of PostgreSQL's whatever its
+                        # size (a transaction, claim, broker write, mark), each event ~0.3 ms
+                        # more: one event per batch under load cost 2-3x the CPU per event
+                        # (issue 11). An event committed while idle is claimed at once.
+                        stop.wait(gather)
                     if listener:
                         listener.wait(poll_seconds)
                     else:
