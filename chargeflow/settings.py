@@ -169,6 +169,10 @@ if DATABASE_URL:
             conn_health_checks=env_bool("CONN_HEALTH_CHECKS", True),
         )
     }
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Django's backend, with a health check that polls the socket before it sends
+        # `SELECT 1` (chargeflow/postgresql/base.py).
+        DATABASES["default"]["ENGINE"] = "chargeflow.postgresql"
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
