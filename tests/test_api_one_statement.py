@@ -252,3 +252,16 @@ def test_the_checkout_statement_is_prepared_once_per_connection(api, catalog):
 
     with override_settings(DATABASE_PREPARED=False):
         assert create(api, key="unprepared").status_code == 201
+
+
+def test_names_with_quotes_backslashes_and_braces_reach_the_stock_check(api, catalog):
+    """The stock reservation gets each product's SKU, name and price as array literals
+    (`_array_literal`): a name it cannot read back exactly would be a changed product."""
+    name = 'Mouse "Pro", {v2} \\ 50% off'
+    Product.objects.filter(sku="MOUSE-01").update(name=name, price=Decimal("1E+1"))
+    stock = Product.objects.get(sku="MOUSE-01").stock
+    response = create(api, {**BODY, "items": [{"sku": "MOUSE-01", "quantity": 2}]}, "quoted")
+    assert response.status_code == 201, response.content
+    assert response.json()["items"][0]["name"] == name
+    assert response.json()["items"][0]["unit_price"] == "10.00"
+    assert Product.objects.get(sku="MOUSE-01").stock == stock - 2
