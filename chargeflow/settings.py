@@ -186,6 +186,9 @@ else:
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# The statements run for every order (the API checkout, the relay's claim and mark) are prepared
+# per connection on PostgreSQL (chargeflow/db.py); off behind a pooler that cannot keep them.
+DATABASE_PREPARED = env_bool("DATABASE_PREPARED_STATEMENTS", True)
 
 # --- Cache and sessions: Redis when REDIS_URL is set, the database cache otherwise ------------
 REDIS_URL = env("REDIS_URL")
@@ -555,6 +558,10 @@ CELERY_BEAT_SCHEDULE = {
 # --- Outbox ----------------------------------------------------------------------------------
 OUTBOX_RELAY_BATCH_SIZE = env_int("OUTBOX_RELAY_BATCH_SIZE", 100)
 OUTBOX_RELAY_POLL_SECONDS = float(env("OUTBOX_RELAY_POLL_SECONDS", "0.5"))
+# After a batch that found events, the relay waits this long before the next claim, so that under
+# load a batch carries several events (cheaper per event); an event committed while the relay is
+# idle is claimed at once. 0: claim again immediately.
+OUTBOX_RELAY_GATHER_SECONDS = float(env("OUTBOX_RELAY_GATHER_SECONDS", "0.01"))
 OUTBOX_RETENTION_DAYS = env_int("OUTBOX_RETENTION_DAYS", 7)
 
 # --- Logging ---------------------------------------------------------------------------------

@@ -553,6 +553,13 @@ def _money(amount: Any, currency: str) -> str:
     return f"{amount} {currency}".strip() if amount not in (None, "") else ""
 
 
+def _shipping_money(amount: Any, currency: str) -> str:
+    """A shipping fee of zero reads "Free", as the cart and the checkout said it."""
+    if amount not in (None, "") and Decimal(str(amount)) == 0:
+        return "Free"
+    return _money(amount, currency)
+
+
 def email_totals(contact: OrderContact) -> list[tuple[str, str]]:
     """The order's totals as the emails show them (label, amount with currency), the way the
     shop showed them (VAT included or added): from order.placed, else from the invoice."""
@@ -568,13 +575,16 @@ def email_totals(contact: OrderContact) -> list[tuple[str, str]]:
     if pricing.get("prices_include_tax") and pricing.get("goods_shown") not in (None, ""):
         return [
             (f"Items (incl. {tax_name})", _money(pricing["goods_shown"], currency)),
-            (f"Shipping (incl. {tax_name})", _money(pricing.get("shipping_shown"), currency)),
+            (
+                f"Shipping (incl. {tax_name})",
+                _shipping_money(pricing.get("shipping_shown"), currency),
+            ),
             ("Total", _money(totals["total"], currency)),
             (f"Included {tax_name}{percent}", _money(totals.get("tax"), currency)),
         ]
     return [
         ("Items", _money(totals.get("subtotal"), currency)),
-        ("Shipping", _money(totals.get("shipping"), currency)),
+        ("Shipping", _shipping_money(totals.get("shipping"), currency)),
         (f"{tax_name}{percent}", _money(totals.get("tax"), currency)),
         ("Total", _money(totals["total"], currency)),
     ]

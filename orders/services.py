@@ -17,6 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 
 import outbox
+from chargeflow.db import prepared_cursor
 from chargeflow.errors import ApplicationError, ConflictError
 from chargeflow.money import quantize
 from orders.models import (
@@ -379,7 +380,9 @@ def _order_place(
         products[0].currency,
     ]
     try:
-        with connection.cursor() as cursor:
+        # Prepared per connection (server-side parameters): PostgreSQL parses and plans this
+        # statement once per connection instead of for every order (chargeflow/db.py).
+        with prepared_cursor() as cursor:
             cursor.execute(sql, params)
     except DatabaseError as exc:
         missed = _stock_missed(exc)

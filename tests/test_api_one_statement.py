@@ -221,3 +221,34 @@ def test_one_read_of_the_catalog_serves_every_sku(api, catalog):
         response = create(api, body, key="other-sku")
     assert response.status_code == 201, response.content
     assert len(queries.captured_queries) == 1
+
+
+def test_the_checkout_statement_is_prepared_once_per_connection(api, catalog):
+    """chargeflow/db.py: server-side parameters and one prepared statement per connection,
+    still counted by Django (CaptureQueriesContext) and still answering the same."""
+    from django.db import connection as conn
+
+    create(api, key="warm")
+    with CaptureQueriesContext(conn) as queries:
+        answers = [create(api, key=f"prepared-{i}") for i in range(3)]
+    assert [a.status_code for a in answers] == [201, 201, 201]
+    assert len(queries.captured_queries) == 3
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), sum(generic_plans + custom_plans) FROM pg_prepared_statements"
+            " WHERE statement LIKE 'WITH placed AS (INSERT INTO%%'"
+        )
+        statements, runs = cursor.fetchone()
+    assert statements == 1 and runs >= 4
+    # A shortage raised inside the prepared statement is still a 409 with the same body.
+    stock = Product.objects.get(sku="MOUSE-01").stock
+    Product.objects.filter(sku="MOUSE-01").update(stock=0)
+    short = create(api, key="short")
+    assert short.status_code == 409, short.content
+    assert short.json()["items"] == [{"sku": "MOUSE-01", "requested": 1, "available": 0}]
+    Product.objects.filter(sku="MOUSE-01").update(stock=stock)
+    # Turned off: Django's own cursor, the same answer.
+    from django.test import override_settings
+
+    with override_settings(DATABASE_PREPARED=False):
+        assert create(api, key="unprepared").status_code == 201

@@ -131,6 +131,7 @@ def test_paid_order_then_a_partial_refund(pipeline, catalog, mailbox, fast_partn
         "1 × Laptop at 999.99 EUR: 999.99 EUR",  # items, unit prices and line totals
         "2 × Mouse at 29.99 EUR: 59.98 EUR",
         f"Total: {total} EUR",  # the totals the checkout showed
+        "Shipping (incl. VAT): Free",  # over the free-shipping threshold, as the cart said
         "12 Analytical Row",  # the address
         "N1 9GU London, United Kingdom",
         "Payment: by card",
@@ -161,6 +162,7 @@ def test_paid_order_then_a_partial_refund(pipeline, catalog, mailbox, fast_partn
     page = client.get(f"/orders/{created['id']}/")  # this browser opened the email's link
     html = " ".join(page.content.decode().split())
     assert f'Total</dt> <dd class="strong" id="order-total">{total} EUR' in html
+    assert 'id="order-shipping"> Free </dd>' in html  # as the checkout showed it, not "0.00 EUR"
     assert 'id="order-refunded">−30.00 EUR' in html
     assert f'id="order-net-paid">{net_paid} EUR' in html
     assert "We refunded 30.00 EUR of this order" in html

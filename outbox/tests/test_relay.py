@@ -271,3 +271,56 @@ def test_a_message_sqs_fails_in_a_batch_fails_its_row_only():
     assert channel.batches == [4]
     assert list(failed) == [11]
     assert "InternalError" in str(failed[11])
+
+
+def test_under_load_the_relay_gathers_commits_into_one_batch(redis_broker, settings):
+    """After a batch that found events the relay waits OUTBOX_RELAY_GATHER_SECONDS before its
+    next claim, so events committed meanwhile go out in one batch; an event committed while it
+    is idle is claimed at once (it wakes on NOTIFY)."""
+    import threading
+    import time
+
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("LISTEN/NOTIFY: PostgreSQL")
+    settings.OUTBOX_RELAY_GATHER_SECONDS = 0.5
+    app, _client = redis_broker
+    relay, batches, stop = Relay(app), [], threading.Event()
+    run_once = relay.run_once
+
+    def counted():
+        claimed = run_once()
+        if claimed:
+            batches.append((time.monotonic(), claimed))
+        return claimed
+
+    relay.run_once = counted
+
+    def run():
+        try:
+            relay.run_forever(poll_seconds=5, stop=stop)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        time.sleep(0.5)  # listening, idle
+        with transaction.atomic():
+            publish("email.sent", "order-1", DATA)
+        committed = time.monotonic()
+        deadline = committed + 5
+        while not batches and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert batches and batches[0][0] - committed < 0.3  # idle: claimed at once
+        for i in range(3):  # during the gathering pause
+            with transaction.atomic():
+                publish("email.sent", f"order-{i + 2}", DATA)
+        while len(batches) < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert [claimed for _, claimed in batches] == [1, 3]
+    assert not OutboxEvent.objects.exclude(status=OutboxEvent.Status.PUBLISHED).exists()
