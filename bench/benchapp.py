@@ -27,7 +27,7 @@ import django  # noqa: E402
 django.setup()
 
 import redis  # noqa: E402
-from celery.signals import task_prerun  # noqa: E402
+from celery.signals import task_postrun, task_prerun  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from chargeflow.celery import app  # noqa: E402
@@ -52,6 +52,38 @@ def ping(event) -> None:
 @app.task(name="bench.hop")
 def hop(sent: float) -> None:
     return None
+
+
+# --task-cpu: the CPU of each task in the pool process (time.process_time around it), summed per
+# subscriber (or task name) in a Redis hash that the bench reads before and after each batch.
+TASK_CPU_KEY = "bench:taskcpu"
+_task_started: dict[str, float] = {}
+
+
+def _task_key(task, kwargs) -> str:
+    if task.name == "outbox.deliver":
+        return (kwargs or {}).get("subscriber") or task.name
+    return task.name
+
+
+def _cpu_start(task_id=None, **_):
+    _task_started[task_id] = time.process_time()
+
+
+def _cpu_end(task_id=None, task=None, kwargs=None, **_):
+    started = _task_started.pop(task_id, None)
+    if started is None:
+        return
+    key = _task_key(task, kwargs)
+    pipe = _client().pipeline(transaction=False)
+    pipe.hincrbyfloat(TASK_CPU_KEY, key, time.process_time() - started)
+    pipe.hincrby(TASK_CPU_KEY, f"{key}#n", 1)
+    pipe.execute()
+
+
+if os.environ.get("BENCH_TASK_CPU"):
+    task_prerun.connect(_cpu_start, weak=False)
+    task_postrun.connect(_cpu_end, weak=False)
 
 
 @task_prerun.connect

@@ -467,6 +467,12 @@ def main() -> None:
         help=f"a worktree of {OLD_COMMIT}",
     )
     parser.add_argument("--no-old", action="store_true")
+    parser.add_argument(
+        "--task-cpu",
+        action="store_true",
+        help="CPU per task in the worker's pool processes, per subscriber (and the main "
+        "process's), printed per batch (costs the worker a Redis write per task)",
+    )
     parser.add_argument("--web-args", help="gunicorn options instead of the Procfile's")
     parser.add_argument(
         "--profile",
@@ -605,6 +611,8 @@ def main() -> None:
                 "WARNING",
             ]
 
+        if args.task_cpu:
+            env["BENCH_TASK_CPU"] = "1"
         procs.start("worker", worker_cmd(args.worker_concurrency), env=env, cwd=ROOT)
         wait_http(f"{env['STRIPE_API_BASE']}/v1/customers", timeout=90)
         wait_http(f"{env['SITE_URL']}/health/", timeout=90)
@@ -644,6 +652,7 @@ def main() -> None:
             def run_batch(n: int, label: str) -> dict:
                 """`n` orders through the API, waited for until all is done; CPU per order."""
                 before = monitor.sample()
+                tasks_before = task_cpu()
                 t0 = time.time()
                 res = load(
                     ports["web"],
@@ -677,7 +686,42 @@ def main() -> None:
                     f"{'' if done else ' NOT SETTLED'}",
                     flush=True,
                 )
+                if args.task_cpu:
+                    tasks_after = task_cpu()
+                    row["task_cpu_ms_per_order"] = per_order = {
+                        k: (v - tasks_before.get(k, 0)) * 1000 / n
+                        for k, v in tasks_after.items()
+                        if v != tasks_before.get(k, 0)
+                    }
+                    print(
+                        "  per order (ms CPU, tasks per order): "
+                        + ", ".join(
+                            f"{k} {v:.1f}"
+                            for k, v in sorted(per_order.items(), key=lambda kv: -kv[1])
+                        ),
+                        flush=True,
+                    )
                 return row
+
+            def task_cpu() -> dict[str, float]:
+                """{subscriber: CPU s, subscriber#tasks: count} so far, and the worker's main
+                process's own CPU (`worker main`): --task-cpu only."""
+                if not args.task_cpu:
+                    return {}
+                raw = rds.hgetall("bench:taskcpu")
+                out: dict[str, float] = {}
+                for key, value in raw.items():
+                    name = key.decode()
+                    if name.endswith("#n"):
+                        out[f"{name[:-2]} (tasks)"] = float(value) / 1000
+                    else:
+                        out[name] = float(value)
+                main_stat = _stat(procs.procs["worker"].pid)
+                out["worker main"] = main_stat[1] if main_stat else 0.0
+                out["tasks total"] = sum(
+                    v for k, v in out.items() if k != "worker main" and not k.endswith("(tasks)")
+                )
+                return out
 
             def warm_up() -> None:
                 """A few orders, not counted: imports, connections, first renders."""

@@ -472,6 +472,10 @@ AWS_SECRET_ACCESS_KEY = env("AWS_SECRET_ACCESS_KEY", dev_default("local")) or No
 # with credentials from the usual AWS chain (environment, instance role).
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "sqs://local:local@127.0.0.1:4566")
 SQS_IS_SECURE = env_bool("SQS_IS_SECURE", CELERY_BROKER_URL == "sqs://")
+# A redis:// broker (the bench, a local run): kombu's Redis transport with one client per channel
+# for its per-message commands instead of a new one for each (chargeflow/redis_transport.py).
+if CELERY_BROKER_URL.startswith("redis://"):
+    CELERY_BROKER_TRANSPORT = "chargeflow.redis_transport:Transport"
 SQS_QUEUE_PREFIX = env("SQS_QUEUE_PREFIX", "chargeflow-")
 SQS_MAX_RECEIVE_COUNT = env_int("SQS_MAX_RECEIVE_COUNT", 5)
 # Set to e.g. https://sqs.eu-west-1.amazonaws.com/123456789012 to use predefined queues (no

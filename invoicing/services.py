@@ -3,10 +3,10 @@
 Issuing is two steps (docs/invoicing.md):
 
 1. `invoice_issue` (on order.placed) checks the order's totals (fixed by orders at placement,
-   invoicing/totals.py), allocates the number from the locked
-   counter, stores the invoice and its lines and publishes the internal `invoice.numbered`. It
-   commits in milliseconds, so the counter row is never locked for longer than that.
-2. `invoice_render` (on invoice.numbered, in the invoicing worker, a `transactional=False`
+   invoicing/totals.py), allocates the number from the locked counter and stores the invoice
+   and its lines. It commits in milliseconds, so the counter row is never locked for longer
+   than that.
+2. `invoice_render` (right after, in the same order.placed delivery, a `transactional=False`
    subscriber: no transaction open) renders the PDF (50-350 ms) and stores it (object
    storage may be S3: a remote call) under a name of its content, then records it with its
    SHA-256 and publishes `invoice.issued` (billing charges it) in a short transaction of its own.
@@ -66,9 +66,10 @@ def invoice_issue(
     totals: dict[str, Any] | None,
     pricing: dict[str, Any] | None,
 ) -> Invoice:
-    """Number and store the order's invoice (once: a second call returns the first) and publish
-    `invoice.numbered`; the PDF and `invoice.issued` follow in `invoice_render`. Documents the
-    totals the order was placed with (checked: they add up), never computes its own."""
+    """Number and store the order's invoice (once: a second call returns the first); the PDF and
+    `invoice.issued` follow in `invoice_render` (the order.placed subscriber calls both,
+    invoicing/handlers.py). Documents the totals the order was placed with (checked: they add
+    up), never computes its own."""
     existing = Invoice.objects.filter(order_id=order_id).first()
     if existing:
         return existing
@@ -110,7 +111,6 @@ def invoice_issue(
         )
         for line in lines
     )
-    publish("invoice.numbered", order_id, {"invoice_id": invoice.pk, "number": invoice.number})
     logger.info(
         "invoice %s numbered for order %s: %s %s", invoice.number, order_id, totals.total, currency
     )

@@ -3,13 +3,14 @@ from decimal import Decimal
 
 import pytest
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from pypdf import PdfReader
 
 from invoicing import services
 from invoicing.models import CreditNote, Invoice, IssuedDocumentError, NumberSequence
 from invoicing.tests.factories import item, order_placed
 from invoicing.totals import TotalsError
+from outbox import Event, publish
 from outbox.models import OutboxEvent
 
 pytestmark = pytest.mark.django_db
@@ -37,7 +38,8 @@ def test_issue_numbers_then_renders_and_publishes_invoice_issued():
     assert payload["totals"]["total"] == "1271.96"
     invoice = services.invoice_issue(**payload)
     assert invoice.number.endswith("-000001") and not invoice.pdf
-    assert [e.data["number"] for e in events("invoice.numbered")] == [invoice.number]
+    # No internal invoice.numbered any more: the order.placed subscriber renders right after.
+    assert events("invoice.numbered") == []
     assert events("invoice.issued") == []
 
     invoice = services.invoice_render(invoice_id=invoice.pk)
@@ -231,3 +233,69 @@ def test_render_phases_two_racing_renders_keep_one_file_and_one_event(monkeypatc
     with default_storage.open(winner.pdf.name, "rb") as f:
         assert hashlib.sha256(f.read()).hexdigest() == winner.pdf_sha256
     assert len(events("invoice.issued")) == 1
+
+
+def _order_placed_envelope(payload: dict) -> dict:
+    data = {
+        "number": payload["order_number"],
+        "email": payload["email"],
+        "currency": payload["currency"],
+        "shipping_address": payload["shipping_address"],
+        "items": payload["items"],
+        "totals": payload["totals"],
+        "pricing": payload["pricing"],
+    }
+    with transaction.atomic():
+        row = publish("order.placed", payload["order_id"], data)
+    return row.as_event().to_envelope()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_order_placed_numbers_renders_and_issues_in_one_delivery_once(monkeypatch):
+    from outbox.delivery import deliver
+
+    payload = order_placed()
+    envelope = _order_placed_envelope(payload)
+    # A first delivery cut off after the number was committed, before the PDF was recorded.
+    with monkeypatch.context() as patched:
+        patched.setattr(services, "invoice_render", _raise_crash)
+        with pytest.raises(RuntimeError):
+            deliver(subscriber_name="invoicing.on_order_placed", envelope=envelope)
+    invoice = Invoice.objects.get(order_id=payload["order_id"])
+    assert not invoice.pdf and events("invoice.issued") == []
+    # The redelivery resumes: same number, the PDF, invoice.issued; a later duplicate: nothing.
+    assert deliver(subscriber_name="invoicing.on_order_placed", envelope=envelope)
+    assert not deliver(subscriber_name="invoicing.on_order_placed", envelope=envelope)
+    invoice.refresh_from_db()
+    assert invoice.pdf and Invoice.objects.filter(order_id=payload["order_id"]).count() == 1
+    (issued,) = events("invoice.issued")
+    assert issued.data["number"] == invoice.number
+    assert events("invoice.numbered") == []
+    assert NumberSequence.objects.get(series="").last_value == 1
+
+
+def test_a_duplicate_numbering_at_the_same_moment_uses_the_first_invoice(monkeypatch):
+    """Two deliveries of one order.placed at once: the second one's INSERT meets the unique
+    order id (its number rolled back); the handler carries on with the first invoice."""
+    from invoicing import handlers
+
+    payload = order_placed()
+    first = services.invoice_issue(**payload)
+    real_issue, calls = services.invoice_issue, []
+
+    def racing_issue(**kwargs):
+        calls.append(kwargs["order_id"])
+        if len(calls) == 1:
+            raise IntegrityError("duplicate key value violates unique constraint (order_id)")
+        return real_issue(**kwargs)
+
+    monkeypatch.setattr(services, "invoice_issue", racing_issue)
+    envelope = _order_placed_envelope(payload)
+    handlers.on_order_placed(Event.from_envelope(envelope))
+    first.refresh_from_db()
+    assert len(calls) == 2 and first.pdf
+    assert Invoice.objects.filter(order_id=payload["order_id"]).count() == 1
+
+
+def _raise_crash(**kwargs):
+    raise RuntimeError("worker died while rendering")
