@@ -643,6 +643,10 @@ def main() -> None:
                             "record",
                             "--subprocesses",
                             "--nonblocking",
+                            # Only samples holding the GIL: CPU, not waits on sockets.
+                            "--gil",
+                            "--rate",
+                            "250",
                             "--format",
                             "raw",
                             "-p",
