@@ -2,8 +2,9 @@
 
 Every subscriber here calls out (the email provider; object storage for the invoice PDF), so it
 is registered with `transactional=False` and runs with no transaction open, in phases
-(docs/notifications.md): the email is recorded (`email_queue`, committed), then its attempt is
-committed as `sending` with its Message-ID, sent, and the answer recorded (`email_deliver`)."""
+(docs/notifications.md): the email is rendered, recorded with its attempt as `sending` with its
+Message-ID (one commit), sent, and the answer recorded (`email_send`); an email waiting for its
+credit note is recorded first (`email_queue`) and delivered later (`email_deliver`)."""
 
 from django.db import transaction
 

@@ -14,6 +14,8 @@ while the provider (SMTP or an API) or object storage (attachments) is being cal
    attempt (`pending` with `next_attempt_at`, exponential backoff with jitter, up to
    EMAIL_SEND_MAX_ATTEMPTS, then `failed`).
 
+An email's first delivery (`email_send`) renders it first and commits 1 and 2 together (`_send`).
+
 A crash between 2 and 4 leaves the attempt `sending`: after EMAIL_SEND_LEASE_SECONDS the beat
 task `notifications.send_due_emails` resumes that same attempt with the same Message-ID, so a
 copy that the provider had accepted is collapsed by the mail store. An admin resend
@@ -168,8 +170,7 @@ def order_confirmation_send(
         order_url=order_url,
         summary=summary,
     )
-    log = _queue(contact, kind="order_confirmation", context={"order": order})
-    return _deliver(log, contact)
+    return _send(contact, kind="order_confirmation", context={"order": order})
 
 
 def order_summary(data: dict) -> dict:
@@ -245,23 +246,67 @@ def _queue(
 ) -> EmailLog:
     """`email_queue` for a contact already read (`_insert_once`: a redelivery finds the row by
     its unique order and kind)."""
-    spec = KINDS[base_kind(kind)]
     log, created = _insert_once(
-        EmailLog(
-            order_id=contact.order_id,
-            kind=kind,
-            recipient=contact.email,
-            subject=(subject or spec.subject).format(number=contact.order_number),
-            context=context or {},
-            attachments=[asdict(a) for a in attachments or []],
-            status=EmailLog.Status.QUEUED,
-        ),
+        _new_log(contact, kind=kind, context=context, attachments=attachments, subject=subject),
         order_id=contact.order_id,
         kind=kind,
     )
     if not created:
         logger.info("order %s: %s email already recorded (%s)", contact.order_id, kind, log.status)
     return log
+
+
+def _new_log(
+    contact: OrderContact,
+    *,
+    kind: str,
+    context: dict | None = None,
+    attachments: list[Attachment] | None = None,
+    subject: str = "",
+) -> EmailLog:
+    """The `kind` email of the contact's order, as first recorded (`queued`; not saved)."""
+    return EmailLog(
+        order_id=contact.order_id,
+        kind=kind,
+        recipient=contact.email,
+        subject=(subject or KINDS[base_kind(kind)].subject).format(number=contact.order_number),
+        context=context or {},
+        attachments=[asdict(a) for a in attachments or []],
+        status=EmailLog.Status.QUEUED,
+    )
+
+
+def _send(
+    contact: OrderContact,
+    *,
+    kind: str,
+    context: dict | None = None,
+    attachments: list[Attachment] | None = None,
+) -> EmailLog:
+    """`email_send` for a contact already read. The first delivery renders the email, then
+    commits the log and its first attempt (`sending`) together: phases 1 and 2 in one
+    transaction, as if the log had been queued a moment before. A redelivery finds the log
+    (its unique order and kind) and makes its due attempt, if any (`_deliver`)."""
+    log = _new_log(contact, kind=kind, context=context, attachments=attachments)
+    message = _render(log, contact)
+    connection = get_connection()
+    provider = _provider(connection)
+    try:
+        with transaction.atomic(durable=True):
+            log.status, log.attempts, log.provider = EmailLog.Status.SENDING, 1, provider
+            log.save(force_insert=True)
+            attempt = EmailAttempt.objects.create(
+                log=log,
+                number=1,
+                status=EmailAttempt.Status.SENDING,
+                provider=provider,
+                header_message_id=message_id_for(log),
+            )
+    except IntegrityError:  # recorded already: a redelivery, or a duplicate right now
+        log = EmailLog.objects.get(order_id=contact.order_id, kind=kind)
+        logger.info("order %s: %s email already recorded (%s)", contact.order_id, kind, log.status)
+        return _deliver(log, contact)
+    return _send_attempt(message, connection, attempt)
 
 
 # --- Emails that wait for their credit note ---------------------------------------------------
@@ -468,9 +513,7 @@ def email_send(
 ) -> EmailLog:
     """Send the `kind` email of an order, once, in phases, with no transaction open (the
     notification subscribers, a shell, a test): record the email, then make its due attempt."""
-    contact = _contact(order_id)
-    log = _queue(contact, kind=kind, context=context, attachments=attachments)
-    return _deliver(log, contact)
+    return _send(_contact(order_id), kind=kind, context=context, attachments=attachments)
 
 
 def email_deliver_for(*, order_id: str, kind: str) -> EmailLog | None:
@@ -652,19 +695,25 @@ def _deliver(log: EmailLog, contact: OrderContact) -> EmailLog:
     started = _attempt_begin(log_id=log.pk, contact=contact, provider=_provider(connection))
     if started is None:  # another worker took it meanwhile
         return EmailLog.objects.get(pk=log.pk)
-    message.extra_headers["Message-ID"] = started.header_message_id
+    return _send_attempt(message, connection, started)
+
+
+def _send_attempt(message: EmailMultiAlternatives, connection: Any, attempt: EmailAttempt):
+    """Phases 3 and 4: send the rendered email as the committed `sending` attempt, with no
+    transaction open, then record the answer."""
+    message.extra_headers["Message-ID"] = attempt.header_message_id
     message.connection = connection
     try:
         message.send(fail_silently=False)
     except SEND_ERRORS as exc:
         return _attempt_failed(
-            attempt=started,
+            attempt=attempt,
             error=f"{type(exc).__name__}: {exc}"[:2000],
             refused=isinstance(exc, AnymailRecipientsRefused),
         )
     anymail_status = getattr(message, "anymail_status", None)
-    provider_id = (anymail_status and anymail_status.message_id) or started.header_message_id
-    return _attempt_sent(attempt=started, message_id=str(provider_id))
+    provider_id = (anymail_status and anymail_status.message_id) or attempt.header_message_id
+    return _attempt_sent(attempt=attempt, message_id=str(provider_id))
 
 
 # What `_attempt_begin` changes on the log (and `updated_at`: the lease of a `sending` attempt).
@@ -738,39 +787,44 @@ def _locked_sending(attempt: EmailAttempt, **record: Any) -> EmailLog | None:
 
 
 def _attempt_sent(*, attempt: EmailAttempt, message_id: str) -> EmailLog:
-    """Phase 4 after a send the provider accepted: `sent`, and `email.sent` for the timeline."""
+    """Phase 4 after a send the provider accepted: `sent`, and `email.sent` for the timeline.
+    The log is locked first (its UPDATE), as in every phase; if the attempt is no longer
+    `sending` (another worker recorded it first), nothing is written."""
+    log = attempt.log  # as `_attempt_begin` (or `_send`) committed it
+    sent = {
+        "message_id": message_id,
+        "status": EmailLog.Status.SENT,
+        "error": "",
+        "next_attempt_at": None,
+        "sent_at": timezone.now(),
+    }
     with transaction.atomic(durable=True):
-        log = _locked_sending(attempt, status=EmailAttempt.Status.SENT, message_id=message_id)
-        if log is None:
-            return EmailLog.objects.get(pk=attempt.log_id)
-        log.message_id = message_id
-        log.status = EmailLog.Status.SENT
-        log.error = ""
-        log.next_attempt_at = None
-        log.sent_at = timezone.now()
-        log.save(
-            update_fields=[
-                "message_id",
-                "status",
-                "error",
-                "next_attempt_at",
-                "sent_at",
-                "updated_at",
-            ]
-        )
-        publish(
-            "email.sent",
-            log.order_id,
-            {
-                "order_id": str(log.order_id),
-                "kind": base_kind(log.kind),
-                "email": log.kind,
-                "recipient": log.recipient,
-                "attempt": attempt.number,
-                "resend": attempt.forced,
-                "requested_by": attempt.requested_by,
-            },
-        )
+        EmailLog.objects.filter(pk=log.pk).update(**sent, updated_at=sent["sent_at"])
+        recorded = EmailAttempt.objects.filter(
+            pk=attempt.pk, status=EmailAttempt.Status.SENDING
+        ).update(status=EmailAttempt.Status.SENT, message_id=message_id)
+        if not recorded:
+            transaction.set_rollback(True)
+        else:
+            publish(
+                "email.sent",
+                log.order_id,
+                {
+                    "order_id": str(log.order_id),
+                    "kind": base_kind(log.kind),
+                    "email": log.kind,
+                    "recipient": log.recipient,
+                    "attempt": attempt.number,
+                    "resend": attempt.forced,
+                    "requested_by": attempt.requested_by,
+                },
+            )
+    if not recorded:
+        return EmailLog.objects.get(pk=log.pk)
+    for name, value in sent.items():
+        setattr(log, name, value)
+    log.updated_at = sent["sent_at"]
+    attempt.status, attempt.message_id = EmailAttempt.Status.SENT, message_id
     metrics.EMAIL_SENDS.labels(log.kind, "sent").inc()
     logger.info(
         "order %s: %s email sent (attempt %s%s, %s %s)",  # no address: PII stays out of logs

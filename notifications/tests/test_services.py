@@ -69,6 +69,64 @@ def test_one_email_per_order_and_kind(mailbox, contact):
     assert [e.data["kind"] for e in sent_events()] == ["shipped"]
 
 
+def test_first_delivery_records_the_email_and_its_attempt_in_one_transaction(
+    mailbox, contact, django_assert_num_queries
+):
+    """Phases 1 and 2 commit together on a first delivery: the log is written already
+    `sending`, with its first attempt, before the send; the answer is recorded after it."""
+    # The contact's SELECT; one transaction: the log and its attempt; the send; one
+    # transaction: the log, the attempt, email.sent (the test's own transaction turns each
+    # BEGIN and COMMIT into a savepoint and its release, counted here).
+    with django_assert_num_queries(10):
+        log = send(contact)
+    [attempt] = log.attempt_rows.all()
+    assert (log.status, log.attempts, attempt.number, attempt.status) == ("sent", 1, 1, "sent")
+    assert attempt.header_message_id == mailbox.messages()[0]["Message-ID"] == log.message_id
+    stored = EmailLog.objects.get()
+    assert (stored.status, stored.message_id, stored.sent_at) == (
+        "sent",
+        log.message_id,
+        log.sent_at,
+    )
+
+
+def test_an_email_queued_before_is_sent_by_the_next_delivery(mailbox, contact):
+    """A log recorded `queued` (a worker died right after phase 1, or it was queued on its own)
+    is found by its unique key and sent once."""
+    queued = services.email_queue(order_id=str(contact.order_id), kind="shipped")
+    log = send(contact)
+    assert log.pk == queued.pk
+    assert (log.status, log.attempts) == ("sent", 1)
+    assert len(mailbox.messages()) == 1
+    assert len(sent_events()) == 1
+
+
+def test_a_template_error_on_a_first_delivery_records_nothing(mailbox, contact, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ValueError("template error")
+
+    monkeypatch.setattr(services, "render_to_string", broken)
+    with pytest.raises(ValueError):
+        send(contact)
+    assert not EmailLog.objects.exists()
+    monkeypatch.undo()
+    assert send(contact).status == "sent"  # the retry sends it
+    assert len(mailbox.messages()) == 1
+
+
+def test_an_answer_recorded_twice_is_written_once(mailbox, contact):
+    """Two workers holding one attempt (the first cut off and resumed after the lease): the
+    second to record finds it no longer `sending` and writes nothing, not a second
+    `email.sent`."""
+    log = send(contact)
+    [attempt] = log.attempt_rows.all()
+    attempt.status = EmailAttempt.Status.SENDING  # the other worker's copy
+    again = services._attempt_sent(attempt=attempt, message_id="<other@example.com>")
+    assert (again.status, again.message_id) == ("sent", log.message_id)
+    assert EmailAttempt.objects.get().message_id == log.message_id
+    assert len(sent_events()) == 1
+
+
 def test_action_required_links_to_the_order(mailbox, contact):
     send(contact, kind="action_required", payment={"payment_intent": "pi_1"})
     [message] = mailbox.messages()
