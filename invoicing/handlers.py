@@ -31,7 +31,7 @@ def on_order_placed(event: Event) -> None:
         # A duplicate delivery running at the same moment numbered it first (one invoice per
         # order: the unique order id; this attempt's number was rolled back, leaving no gap).
         invoice = services.invoice_issue(**issue)
-    services.invoice_render(invoice_id=invoice.pk)
+    services.invoice_render(invoice_id=invoice.pk, invoice=invoice)
 
 
 @subscriber("invoice.numbered", transactional=False)

@@ -29,7 +29,8 @@ PDF_FIELDS = frozenset({"pdf", "pdf_sha256", "pdf_rendered_at"})
 
 class ImmutableDocument(models.Model):
     """Refuses every change of a saved row except attaching its PDF while none is attached, and
-    refuses deletion. Queryset `update()` bypasses this: nothing in the code uses it on them."""
+    refuses deletion. Queryset `update()` bypasses this: nothing in the code uses it on them
+    but `attach_pdf`, which makes that one allowed change."""
 
     class Meta:
         abstract = True
@@ -43,6 +44,20 @@ class ImmutableDocument(models.Model):
 
     def delete(self, *args, **kwargs):
         raise IssuedDocumentError(f"{self} is issued and cannot be deleted")
+
+    def attach_pdf(self, *, path: str, digest: str) -> bool:
+        """Record the stored PDF if none is attached yet: one conditional UPDATE (it locks the
+        row until commit). False, and nothing written, when another render recorded its PDF
+        first."""
+        now = timezone.now()
+        attached = (
+            type(self)
+            .objects.filter(pk=self.pk, pdf="")
+            .update(pdf=path, pdf_sha256=digest, pdf_rendered_at=now)
+        )
+        if attached:
+            self.pdf.name, self.pdf_sha256, self.pdf_rendered_at = path, digest, now
+        return bool(attached)
 
 
 class Invoice(ImmutableDocument):

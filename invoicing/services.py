@@ -132,14 +132,6 @@ def _pdf_store(document, *, template: str, number: str, context: dict) -> tuple[
     return path, digest
 
 
-def _pdf_attach(document, *, path: str, digest: str) -> None:
-    """Record the stored PDF on the (locked, still PDF-less) document."""
-    document.pdf.name = path
-    document.pdf_sha256 = digest
-    document.pdf_rendered_at = timezone.now()
-    document.save(update_fields=["pdf", "pdf_sha256", "pdf_rendered_at"])
-
-
 def _pdf_discard(path: str, *, kept: str) -> None:
     """Another render recorded its file first: remove ours (never the kept one)."""
     if path != kept:
@@ -150,11 +142,13 @@ def _amount_or_blank(amount) -> str:
     return "" if amount is None else str(amount)
 
 
-def invoice_render(*, invoice_id: int) -> Invoice:
+def invoice_render(*, invoice_id: int, invoice: Invoice | None = None) -> Invoice:
     """Render and store the invoice PDF once, then publish `invoice.issued` (billing charges
     its total). Phases: render and store with no transaction open, then record in a new
-    transaction (the invoice row is locked for milliseconds, never during the upload)."""
-    invoice = Invoice.objects.get(pk=invoice_id)
+    transaction (the invoice row is locked for milliseconds, never during the upload).
+    `invoice`: the row as `invoice_issue` just returned it (not read again)."""
+    if invoice is None:
+        invoice = Invoice.objects.get(pk=invoice_id)
     if invoice.pdf:
         return invoice
     path, digest = _pdf_store(
@@ -164,10 +158,8 @@ def invoice_render(*, invoice_id: int) -> Invoice:
         context=document_context(invoice),
     )
     with transaction.atomic(durable=True):
-        invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
-        recorded = not invoice.pdf
+        recorded = invoice.attach_pdf(path=path, digest=digest)
         if recorded:
-            _pdf_attach(invoice, path=path, digest=digest)
             publish(
                 "invoice.issued",
                 invoice.order_id,
@@ -199,6 +191,7 @@ def invoice_render(*, invoice_id: int) -> Invoice:
     if recorded:
         logger.info("invoice %s issued for order %s", invoice.number, invoice.order_id)
     else:
+        invoice = Invoice.objects.get(pk=invoice_id)
         _pdf_discard(path, kept=invoice.pdf.name)
     return invoice
 
@@ -263,13 +256,9 @@ def credit_note_render(*, credit_note_id: int) -> CreditNote:
         context=document_context(note.invoice, note=note),
     )
     with transaction.atomic(durable=True):
-        note = (
-            CreditNote.objects.select_for_update().select_related("invoice").get(pk=credit_note_id)
-        )
-        recorded = not note.pdf
+        recorded = note.attach_pdf(path=path, digest=digest)
         if recorded:
             invoice = note.invoice
-            _pdf_attach(note, path=path, digest=digest)
             publish(
                 "credit_note.issued",
                 invoice.order_id,
@@ -294,5 +283,6 @@ def credit_note_render(*, credit_note_id: int) -> CreditNote:
     if recorded:
         logger.info("credit note %s issued for order %s", note.number, note.invoice.order_id)
     else:
+        note = CreditNote.objects.select_related("invoice").get(pk=credit_note_id)
         _pdf_discard(path, kept=note.pdf.name)
     return note
