@@ -123,7 +123,7 @@ def customer_ensure(*, email: str) -> StripeCustomer:
 # --- The payment of an order -----------------------------------------------------------------
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # in order.placed's delivery: no savepoint of its own
 def payment_prepare(
     *,
     order_id: str,
@@ -145,24 +145,24 @@ def payment_prepare(
     else:
         subtotal, total = sum((to_minor(str(i["line_total"])) for i in items), 0), None
     authorized = bool(payment_intent)
-    payment, _ = Payment.objects.get_or_create(
+    # Read, then insert (no get_or_create savepoint): the delivery's inbox claim serializes
+    # duplicates of the event, and a concurrent insert from another event would only fail
+    # this delivery, which is retried and finds the row.
+    return Payment.objects.filter(order_id=order_id).first() or Payment.objects.create(
         order_id=order_id,
-        defaults={
-            "order_number": order_number,
-            "order_url": order_url[:500],
-            "email": email,
-            "kind": Payment.Kind.AUTHORIZED if authorized else Payment.Kind.CHARGE,
-            "status": S.AUTHORIZED if authorized else S.PENDING,
-            "payment_method": payment_method,
-            "stripe_payment_intent_id": payment_intent,
-            "amount_minor": total if authorized else None,
-            "currency": currency,
-            "idempotency_key": charge_key(order_id),
-            "expected_subtotal_minor": subtotal,
-            "expected_total_minor": total,
-        },
+        order_number=order_number,
+        order_url=order_url[:500],
+        email=email,
+        kind=Payment.Kind.AUTHORIZED if authorized else Payment.Kind.CHARGE,
+        status=S.AUTHORIZED if authorized else S.PENDING,
+        payment_method=payment_method,
+        stripe_payment_intent_id=payment_intent,
+        amount_minor=total if authorized else None,
+        currency=currency,
+        idempotency_key=charge_key(order_id),
+        expected_subtotal_minor=subtotal,
+        expected_total_minor=total,
     )
-    return payment
 
 
 def _verify_invoice(payment: Payment, totals: dict[str, str], currency: str) -> str | None:
@@ -264,8 +264,6 @@ def _charge(payment: Payment, *, currency: str):
     calls, each with its own key, so a retry gets Stripe's first answers back."""
     client = stripe_client()
     customer = payment.customer or customer_ensure(email=payment.email)
-    if payment.customer_id is None:
-        Payment.objects.filter(pk=payment.pk, customer__isnull=True).update(customer=customer)
     if payment.stripe_payment_intent_id:
         intent = client.v1.payment_intents.retrieve(payment.stripe_payment_intent_id)
     else:
@@ -285,7 +283,11 @@ def _charge(payment: Payment, *, currency: str):
             options={"idempotency_key": f"{payment.idempotency_key}:create"},
         )
         # A recovery point: the intent exists (no money moved yet); the webhook can find it.
-        Payment.objects.filter(pk=payment.pk).update(stripe_payment_intent_id=intent.id)
+        # The customer is recorded with it (Stripe gives the same one back to a retry: the
+        # key is the email's).
+        Payment.objects.filter(pk=payment.pk).update(
+            stripe_payment_intent_id=intent.id, customer=customer
+        )
     if intent.amount != payment.amount_minor:
         raise ConflictError(f"order {payment.order_id}: intent {intent.id} is for {intent.amount}")
     if intent.status == "requires_confirmation":

@@ -706,7 +706,9 @@ def _stock_release(order: Order) -> None:
     _timeline(order, TimelineEntry.Type.NOTE, {"message": "Reserved stock released."})
 
 
-@transaction.atomic
+# Inside an event delivery's transaction, no savepoint of its own (a SAVEPOINT and a RELEASE
+# round trip per call; a failure rolls the whole delivery back anyway); alone, a transaction.
+@transaction.atomic(savepoint=False)
 def order_record_invoice(
     *, order_id, number: str, pdf_path: str, totals: dict[str, Decimal | str], then: str = ""
 ) -> None:
@@ -759,7 +761,7 @@ def _is_forward(ranks: dict[str, int], current: str, new: str) -> bool:
     return ranks.get(new, 0) > ranks.get(current, 0)
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # as order_record_invoice
 def order_record_payment(
     *,
     order_id,
@@ -818,7 +820,7 @@ def order_record_refund(*, order_id, amount: Decimal, full: bool, reason: str = 
     _timeline(order, TimelineEntry.Type.REFUND, {"amount": str(quantize(amount)), "reason": reason})
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # as order_record_invoice
 def order_record_shipment(
     *,
     order_id,

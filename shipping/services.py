@@ -19,17 +19,16 @@ def shipment_key(order_id) -> str:
     return f"chargeflow:order:{order_id}:shipment"
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # in order.placed's delivery: no savepoint of its own
 def shipment_prepare(*, order_id: str, order_number: str, address: dict[str, str]) -> Shipment:
-    shipment, _ = Shipment.objects.get_or_create(
+    """The order's shipment, to be made once it is paid (`pending`). Read, then insert, as
+    billing's `payment_prepare` (no get_or_create savepoint)."""
+    return Shipment.objects.filter(order_id=order_id).first() or Shipment.objects.create(
         order_id=order_id,
-        defaults={
-            "order_number": order_number,
-            "address": address,
-            "idempotency_key": shipment_key(order_id),
-        },
+        order_number=order_number,
+        address=address,
+        idempotency_key=shipment_key(order_id),
     )
-    return shipment
 
 
 @transaction.atomic(durable=True)
@@ -61,7 +60,9 @@ def shipment_cancel(*, order_id: str, reason: str = "") -> Shipment | None:
     return shipment
 
 
-def shipment_create_at_partner(*, order_id: str, attempt: int = 1) -> Shipment:
+def shipment_create_at_partner(
+    *, order_id: str, attempt: int = 1, shipment: Shipment | None = None
+) -> Shipment:
     """Phases 2 and 3: create the shipment at the partner, then record the answer. Runs with no
     transaction open and no row locked (after `shipment_request` committed; on every delivery of
     payment.succeeded until one succeeds), so a slow or paused partner holds nothing of ours.
@@ -79,8 +80,11 @@ def shipment_create_at_partner(*, order_id: str, attempt: int = 1) -> Shipment:
     - a configuration failure (401/403: our API key) is recorded and always raised: never refund
       a customer for our own mistake. The order stays paid, the cause shows under failed
       deliveries.
+
+    `shipment`: the row as `shipment_request` just committed it (not read again).
     """
-    shipment = Shipment.objects.filter(order_id=order_id).first()
+    if shipment is None:
+        shipment = Shipment.objects.filter(order_id=order_id).first()
     if shipment is None:
         raise RetryLater(f"order {order_id}: order.placed not handled here yet (no shipment)")
     if shipment.status != Shipment.Status.CREATING:
@@ -112,8 +116,8 @@ def shipment_create(*, order_id: str, attempt: int = 1) -> Shipment:
     """Create the order's shipment at the partner, once, in three phases, with no transaction
     open (the payment.succeeded subscriber, a shell, a test): record the intent, call the
     partner, record the answer."""
-    shipment_request(order_id=order_id)
-    return shipment_create_at_partner(order_id=order_id, attempt=attempt)
+    shipment = shipment_request(order_id=order_id)
+    return shipment_create_at_partner(order_id=order_id, attempt=attempt, shipment=shipment)
 
 
 def _locked_creating(shipment_pk: int) -> Shipment | None:
