@@ -3,9 +3,12 @@ claim and mark): on PostgreSQL with psycopg 3, server-side parameters and a prep
 per connection, through Django's cursor wrapper (errors wrapped as Django's, queries logged and
 counted, execute_wrapper hooks applied).
 
-Django's PostgreSQL connections bind parameters on the client (`ClientCursor`: every value
-quoted into the SQL text in Python) and never prepare (`prepare_threshold` None), so PostgreSQL
-parses and plans each statement again. For the checkout's one-statement CTE that was ~0.7 ms of
+Django's PostgreSQL connections, by default, bind parameters on the client (`ClientCursor`:
+every value quoted into the SQL text in Python) and never prepare (`prepare_threshold` None),
+so PostgreSQL parses and plans each statement again. settings.py changes both for every ORM
+statement (`DATABASE_SERVER_SIDE_BINDING`: server-side binding, and psycopg prepares a
+statement its connection has run 5 times); this cursor prepares its statements at once, also
+when that setting is off. For the checkout's one-statement CTE that was ~0.7 ms of
 PostgreSQL's CPU per order out of ~1.6, and the quoting ~0.1 ms of the web process's (issue 11,
 docs/performance.md). A prepared statement lives on its connection (psycopg keeps the last 100
 per connection and prepares again on a new one); PostgreSQL re-plans it by itself after a
