@@ -170,7 +170,7 @@ def order_confirmation_send(
         order_url=order_url,
         summary=summary,
     )
-    return _send(contact, kind="order_confirmation", context={"order": order})
+    return _send(contact, _new_log(contact, kind="order_confirmation", context={"order": order}))
 
 
 def order_summary(data: dict) -> dict:
@@ -231,21 +231,7 @@ def email_queue(
     (`queued`), once; a row that exists already (a redelivery) is returned as it is. Sends
     nothing: `email_deliver` does, after commit. `subject` replaces the kind's own (a
     `{number}` in it is the order number)."""
-    return _queue(
-        _contact(order_id), kind=kind, context=context, attachments=attachments, subject=subject
-    )
-
-
-def _queue(
-    contact: OrderContact,
-    *,
-    kind: str,
-    context: dict | None = None,
-    attachments: list[Attachment] | None = None,
-    subject: str = "",
-) -> EmailLog:
-    """`email_queue` for a contact already read (`_insert_once`: a redelivery finds the row by
-    its unique order and kind)."""
+    contact = _contact(order_id)
     log, created = _insert_once(
         _new_log(contact, kind=kind, context=context, attachments=attachments, subject=subject),
         order_id=contact.order_id,
@@ -276,18 +262,12 @@ def _new_log(
     )
 
 
-def _send(
-    contact: OrderContact,
-    *,
-    kind: str,
-    context: dict | None = None,
-    attachments: list[Attachment] | None = None,
-) -> EmailLog:
-    """`email_send` for a contact already read. The first delivery renders the email, then
-    commits the log and its first attempt (`sending`) together: phases 1 and 2 in one
-    transaction, as if the log had been queued a moment before. A redelivery finds the log
-    (its unique order and kind) and makes its due attempt, if any (`_deliver`)."""
-    log = _new_log(contact, kind=kind, context=context, attachments=attachments)
+def _send(contact: OrderContact, log: EmailLog) -> EmailLog:
+    """`email_send` for a contact already read and its new log (`_new_log`, not saved). The
+    first delivery renders the email, then commits the log and its first attempt (`sending`)
+    together: phases 1 and 2 in one transaction, as if the log had been queued a moment
+    before. A redelivery finds the log (its unique order and kind) and makes its due attempt,
+    if any (`_deliver`)."""
     message = _render(log, contact)
     connection = get_connection()
     provider = _provider(connection)
@@ -303,8 +283,8 @@ def _send(
                 header_message_id=message_id_for(log),
             )
     except IntegrityError:  # recorded already: a redelivery, or a duplicate right now
-        log = EmailLog.objects.get(order_id=contact.order_id, kind=kind)
-        logger.info("order %s: %s email already recorded (%s)", contact.order_id, kind, log.status)
+        log = EmailLog.objects.get(order_id=contact.order_id, kind=log.kind)
+        logger.info("order %s: %s email already recorded (%s)", log.order_id, log.kind, log.status)
         return _deliver(log, contact)
     return _send_attempt(message, connection, attempt)
 
@@ -513,7 +493,8 @@ def email_send(
 ) -> EmailLog:
     """Send the `kind` email of an order, once, in phases, with no transaction open (the
     notification subscribers, a shell, a test): record the email, then make its due attempt."""
-    return _send(_contact(order_id), kind=kind, context=context, attachments=attachments)
+    contact = _contact(order_id)
+    return _send(contact, _new_log(contact, kind=kind, context=context, attachments=attachments))
 
 
 def email_deliver_for(*, order_id: str, kind: str) -> EmailLog | None:
