@@ -10,6 +10,9 @@
 
 Rotating SECRET_KEY invalidates both."""
 
+import hashlib
+import hmac
+import time
 import uuid
 from datetime import timedelta
 
@@ -19,7 +22,8 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
-from django.utils.crypto import constant_time_compare, salted_hmac
+from django.utils.crypto import constant_time_compare
+from django.utils.encoding import force_bytes
 
 SALT = "chargeflow.orders.access-token"
 LINK_SALT = "chargeflow.orders.link"
@@ -27,8 +31,30 @@ SESSION_KEY = "order_access"  # order ids this browser session may see
 SESSION_MAX_ORDERS = 50
 
 
+# HMAC-SHA256 objects keyed as Django's salted_hmac(salt, value, SECRET_KEY) keys them
+# (sha256(salt + secret)), built once per salt and SECRET_KEY and copied for each value: the
+# key derivation and setup cost more than the HMAC of an id (every API checkout signs two;
+# issue 11). The same digests as salted_hmac and TimestampSigner (orders/tests/test_tokens.py).
+_hmacs: dict[tuple[str, str], hmac.HMAC] = {}
+
+
+def _salted_hmac(salt: str, value: str) -> hmac.HMAC:
+    """salted_hmac(salt, value, algorithm="sha256"), with settings.SECRET_KEY."""
+    secret = settings.SECRET_KEY
+    keyed = _hmacs.get((salt, secret))
+    if keyed is None:
+        if len(_hmacs) > 8:  # SECRET_KEY changed (tests): forget the old ones
+            _hmacs.clear()
+        key = hashlib.sha256(force_bytes(salt) + force_bytes(secret)).digest()
+        keyed = _hmacs[(salt, secret)] = hmac.new(key, digestmod=hashlib.sha256)
+    mac = keyed.copy()
+    mac.update(value.encode())
+    return mac
+
+
 def order_access_token(order_id) -> str:
-    return salted_hmac(SALT, str(order_id), algorithm="sha256").hexdigest()
+    """salted_hmac(SALT, str(order_id), algorithm="sha256").hexdigest()"""
+    return _salted_hmac(SALT, str(order_id)).hexdigest()
 
 
 def order_token_valid(order_id, token: str | None) -> bool:
@@ -40,8 +66,11 @@ def _link_max_age() -> timedelta:
 
 
 def order_link_token(order_id) -> str:
-    """`<timestamp>:<signature>` of the order id (the id itself is in the URL already)."""
-    return signing.TimestampSigner(salt=LINK_SALT).sign(str(order_id)).split(":", 1)[1]
+    """`<timestamp>:<signature>` of the order id (the id itself is in the URL already):
+    signing.TimestampSigner(salt=LINK_SALT).sign(str(order_id)) without the id."""
+    timestamp = signing.b62_encode(int(time.time()))
+    mac = _salted_hmac(LINK_SALT + "signer", f"{order_id}:{timestamp}")
+    return f"{timestamp}:{signing.b64_encode(mac.digest()).decode()}"
 
 
 def order_link_valid(order, token: str | None) -> bool:

@@ -356,21 +356,29 @@ def _publish_signals_connected() -> bool:
 
 
 def _write_redis(channel, messages: list[tuple[str, int, dict]], failed: dict) -> None:
-    """One pipelined round trip: an LPUSH per message, as kombu's Redis `_put` does each."""
+    """One pipelined round trip: one LPUSH per Redis list with all of the batch's messages for
+    it, in the order given, which is what kombu's Redis `_put` (an LPUSH each) leaves in the
+    list, consumed from the right (oldest first). A list that refuses (e.g. WRONGTYPE) fails
+    the rows with a message for it; the other lists' messages are in."""
+    lists: dict[str, tuple[list[bytes], list[int]]] = {}
+    for queue, pk, message in messages:
+        key = channel._q_for_pri(queue, channel._get_message_priority(message))
+        values, pks = lists.setdefault(key, ([], []))
+        values.append(dumps(message))
+        pks.append(pk)
     pipe = channel.client.pipeline(transaction=False)
-    for queue, _pk, message in messages:
-        pipe.lpush(
-            channel._q_for_pri(queue, channel._get_message_priority(message)), dumps(message)
-        )
+    for key, (values, _pks) in lists.items():
+        pipe.lpush(key, *values)
     try:
         results = pipe.execute(raise_on_error=False)
     except Exception as exc:  # the broker is down: the whole batch is retried later
         for _queue, pk, _message in messages:
             failed.setdefault(pk, exc)
         return
-    for (_queue, pk, _message), result in zip(messages, results, strict=True):
+    for (_values, pks), result in zip(lists.values(), results, strict=True):
         if isinstance(result, Exception):
-            failed.setdefault(pk, result)
+            for pk in pks:
+                failed.setdefault(pk, result)
 
 
 def _write_sqs(channel, messages: list[tuple[str, int, dict]], failed: dict) -> None:

@@ -105,7 +105,8 @@ def test_on_redis_the_messages_are_send_tasks_and_a_batch_is_one_round_trip(
         lambda self, *a, **kw: executes.append(len(self.command_stack)) or original(self, *a, **kw),
     )
     assert Relay(app, batch_size=100).run_once() == 30
-    assert executes == [90]  # 30 events x 3 subscribers, one pipelined round trip
+    # 30 events x 3 subscribers: one pipelined round trip, one LPUSH per queue (30 messages each)
+    assert executes == [3]
     assert not OutboxEvent.objects.exclude(status=OutboxEvent.Status.PUBLISHED).exists()
 
     envelope = rows[0].as_event().to_envelope()
@@ -113,6 +114,8 @@ def test_on_redis_the_messages_are_send_tasks_and_a_batch_is_one_round_trip(
         raw = client.lrange(sub.queue, 0, -1)
         assert len(raw) == 30
         # LPUSH, consumed from the right: the oldest event first, as before.
+        consumed = [json.loads(base64.b64decode(json.loads(m)["body"])) for m in reversed(raw)]
+        assert [body[1]["event"]["id"] for body in consumed] == [str(r.event_id) for r in rows]
         relayed = json.loads(raw[-1])
         assert_same_message(relayed, send_task_message(app, sub.queue, sub.name, envelope))
 
