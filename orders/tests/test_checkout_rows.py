@@ -81,8 +81,7 @@ def test_an_unsaved_order_is_the_one_keyword_arguments_build(django_user_model):
 def test_lines_and_timeline_rows_carry_their_order_and_product():
     product = ProductFactory()
     order = services._unsaved(Order, **order_values())
-    line = services._unsaved(
-        OrderLine,
+    values = dict(
         order=order,
         product_id=product.pk,
         sku=product.sku,
@@ -91,15 +90,8 @@ def test_lines_and_timeline_rows_carry_their_order_and_product():
         quantity=2,
         line_total=product.price * 2,
     )
-    reference = OrderLine(
-        order=order,
-        product_id=product.pk,
-        sku=product.sku,
-        name=product.name,
-        unit_price=product.price,
-        quantity=2,
-        line_total=product.price * 2,
-    )
+    line = services._unsaved(OrderLine, **values)
+    reference = OrderLine(**values)
     assert line.order is order and line.order_id == order.id
     assert state(line) == state(reference)
     entry = services._unsaved(
